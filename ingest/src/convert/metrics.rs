@@ -1,0 +1,582 @@
+//! `ExportMetricsServiceRequest` → a `metrics` record batch: one row per data point, of
+//! every metric type, in one wide table.
+//!
+//! Exemplars are kept, all of them, as a list on their data point's row (`exemplars`).
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Array, Float64Builder, Int32Builder, ListBuilder, RecordBatch,
+    StringBuilder, TimestampNanosecondArray, UInt32Array, UInt64Array, UInt64Builder,
+};
+use arrow::datatypes::DataType;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::metrics::v1::{
+    Exemplar, Metric, exemplar, exponential_histogram_data_point::Buckets, metric::Data,
+    number_data_point,
+};
+use strata_storage::schema::{self, UTC, list_item};
+
+use super::{
+    Converted, ListOffsets, MapColumn, Rejected, hex_id, service_name, struct_array, timestamp,
+    write_text,
+};
+
+/// The `aggregation_temporality` column's value.
+pub fn temporality_name(t: i32) -> &'static str {
+    match t {
+        1 => "delta",
+        2 => "cumulative",
+        _ => "unspecified",
+    }
+}
+
+/// 64-bit FNV-1a, a stable hash for series ids (the same input hashes the same everywhere,
+/// in every release).
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    /// Writes a field and a separator no UTF-8 text contains.
+    fn field(&mut self, bytes: &[u8]) {
+        self.write(bytes);
+        self.write(&[0xff]);
+    }
+}
+
+/// Hashes attributes in key order, so that the order a client sends them in does not matter.
+fn hash_attributes(h: &mut Fnv, attributes: &[KeyValue], text: &mut String) {
+    let mut sorted: Vec<&KeyValue> = attributes.iter().collect();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    for kv in sorted {
+        h.field(kv.key.as_bytes());
+        text.clear();
+        write_text(kv.value.as_ref(), text);
+        h.field(text.as_bytes());
+    }
+    h.write(&[0xfe]);
+}
+
+/// Offset and counts of exponential histogram buckets (absent: offset 0, no buckets).
+fn buckets(b: &Option<Buckets>) -> (i32, &[u64]) {
+    b.as_ref()
+        .map_or((0, &[][..]), |b| (b.offset, b.bucket_counts.as_slice()))
+}
+
+/// Everything a data point row shares with its metric, scope and resource.
+struct Context<'a> {
+    service: &'a str,
+    resource_attrs: &'a [KeyValue],
+    resource_hash: Fnv,
+    scope_name: &'a str,
+    scope_version: &'a str,
+    metric: &'a Metric,
+    metric_type: &'static str,
+    temporality: Option<&'static str>,
+    is_monotonic: Option<bool>,
+}
+
+struct Builder {
+    time: Vec<i64>,
+    start_time: Vec<Option<i64>>,
+    metric_name: StringBuilder,
+    metric_type: StringBuilder,
+    description: StringBuilder,
+    unit: StringBuilder,
+    series: Vec<u64>,
+    service: StringBuilder,
+    resource_attributes: MapColumn,
+    scope_name: StringBuilder,
+    scope_version: StringBuilder,
+    attributes: MapColumn,
+    temporality: StringBuilder,
+    is_monotonic: BooleanBuilder,
+    flags: Vec<u32>,
+    value: Float64Builder,
+    count: UInt64Builder,
+    sum: Float64Builder,
+    min: Float64Builder,
+    max: Float64Builder,
+    bucket_counts: ListBuilder<UInt64Builder>,
+    explicit_bounds: ListBuilder<Float64Builder>,
+    scale: Int32Builder,
+    zero_count: UInt64Builder,
+    zero_threshold: Float64Builder,
+    positive_offset: Int32Builder,
+    positive_counts: ListBuilder<UInt64Builder>,
+    negative_offset: Int32Builder,
+    negative_counts: ListBuilder<UInt64Builder>,
+    quantiles: ListOffsets,
+    q_quantile: Vec<f64>,
+    q_value: Vec<f64>,
+    exemplars: ListOffsets,
+    ex_time: Vec<i64>,
+    ex_value: Float64Builder,
+    ex_trace_id: StringBuilder,
+    ex_span_id: StringBuilder,
+    ex_attributes: MapColumn,
+    text: String,
+}
+
+fn u64_list() -> ListBuilder<UInt64Builder> {
+    ListBuilder::new(UInt64Builder::new()).with_field(list_item(DataType::UInt64, false))
+}
+
+fn f64_list() -> ListBuilder<Float64Builder> {
+    ListBuilder::new(Float64Builder::new()).with_field(list_item(DataType::Float64, false))
+}
+
+/// Values of a row that differ by metric type; absent ones are `NULL`.
+#[derive(Default)]
+struct Point<'a> {
+    value: Option<f64>,
+    count: Option<u64>,
+    sum: Option<f64>,
+    min: Option<f64>,
+    max: Option<f64>,
+    bucket_counts: Option<&'a [u64]>,
+    explicit_bounds: Option<&'a [f64]>,
+    exponential: Option<Exponential<'a>>,
+    quantiles: Option<Vec<(f64, f64)>>,
+}
+
+struct Exponential<'a> {
+    scale: i32,
+    zero_count: u64,
+    zero_threshold: f64,
+    positive: (i32, &'a [u64]),
+    negative: (i32, &'a [u64]),
+}
+
+/// Fields every data point type has.
+struct Common<'a> {
+    attributes: &'a [KeyValue],
+    start_time_unix_nano: u64,
+    time_unix_nano: u64,
+    flags: u32,
+    exemplars: &'a [Exemplar],
+}
+
+impl Builder {
+    fn new(rows: usize) -> Self {
+        Self {
+            time: Vec::with_capacity(rows),
+            start_time: Vec::with_capacity(rows),
+            metric_name: StringBuilder::new(),
+            metric_type: StringBuilder::new(),
+            description: StringBuilder::new(),
+            unit: StringBuilder::new(),
+            series: Vec::with_capacity(rows),
+            service: StringBuilder::new(),
+            resource_attributes: MapColumn::with_capacity(rows),
+            scope_name: StringBuilder::new(),
+            scope_version: StringBuilder::new(),
+            attributes: MapColumn::with_capacity(rows),
+            temporality: StringBuilder::new(),
+            is_monotonic: BooleanBuilder::new(),
+            flags: Vec::with_capacity(rows),
+            value: Float64Builder::new(),
+            count: UInt64Builder::new(),
+            sum: Float64Builder::new(),
+            min: Float64Builder::new(),
+            max: Float64Builder::new(),
+            bucket_counts: u64_list(),
+            explicit_bounds: f64_list(),
+            scale: Int32Builder::new(),
+            zero_count: UInt64Builder::new(),
+            zero_threshold: Float64Builder::new(),
+            positive_offset: Int32Builder::new(),
+            positive_counts: u64_list(),
+            negative_offset: Int32Builder::new(),
+            negative_counts: u64_list(),
+            quantiles: ListOffsets::with_capacity(rows),
+            q_quantile: Vec::new(),
+            q_value: Vec::new(),
+            exemplars: ListOffsets::with_capacity(rows),
+            ex_time: Vec::new(),
+            ex_value: Float64Builder::new(),
+            ex_trace_id: StringBuilder::new(),
+            ex_span_id: StringBuilder::new(),
+            ex_attributes: MapColumn::with_capacity(0),
+            text: String::new(),
+        }
+    }
+
+    fn push(
+        &mut self,
+        ctx: &Context<'_>,
+        common: &Common<'_>,
+        point: Point<'_>,
+    ) -> Result<(), String> {
+        let time = timestamp(common.time_unix_nano, "time_unix_nano")?;
+        let start = match common.start_time_unix_nano {
+            0 => None,
+            ns => Some(timestamp(ns, "start_time_unix_nano")?),
+        };
+        self.time.push(time);
+        self.start_time.push(start);
+        let m = ctx.metric;
+        self.metric_name.append_value(&m.name);
+        self.metric_type.append_value(ctx.metric_type);
+        self.description.append_value(&m.description);
+        self.unit.append_value(&m.unit);
+        let mut h = ctx.resource_hash;
+        h.field(m.name.as_bytes());
+        hash_attributes(&mut h, common.attributes, &mut self.text);
+        self.series.push(h.0);
+        self.service.append_value(ctx.service);
+        self.resource_attributes.append(ctx.resource_attrs);
+        self.scope_name.append_value(ctx.scope_name);
+        self.scope_version.append_value(ctx.scope_version);
+        self.attributes.append(common.attributes);
+        self.temporality.append_option(ctx.temporality);
+        self.is_monotonic.append_option(ctx.is_monotonic);
+        self.flags.push(common.flags);
+
+        self.value.append_option(point.value);
+        self.count.append_option(point.count);
+        self.sum.append_option(point.sum);
+        self.min.append_option(point.min);
+        self.max.append_option(point.max);
+        match point.bucket_counts {
+            Some(counts) => {
+                self.bucket_counts.values().append_slice(counts);
+                self.bucket_counts.append(true);
+            }
+            None => self.bucket_counts.append(false),
+        }
+        match point.explicit_bounds {
+            Some(bounds) => {
+                self.explicit_bounds.values().append_slice(bounds);
+                self.explicit_bounds.append(true);
+            }
+            None => self.explicit_bounds.append(false),
+        }
+        match point.exponential {
+            Some(e) => {
+                self.scale.append_value(e.scale);
+                self.zero_count.append_value(e.zero_count);
+                self.zero_threshold.append_value(e.zero_threshold);
+                self.positive_offset.append_value(e.positive.0);
+                self.positive_counts.values().append_slice(e.positive.1);
+                self.positive_counts.append(true);
+                self.negative_offset.append_value(e.negative.0);
+                self.negative_counts.values().append_slice(e.negative.1);
+                self.negative_counts.append(true);
+            }
+            None => {
+                self.scale.append_null();
+                self.zero_count.append_null();
+                self.zero_threshold.append_null();
+                self.positive_offset.append_null();
+                self.positive_counts.append(false);
+                self.negative_offset.append_null();
+                self.negative_counts.append(false);
+            }
+        }
+        match point.quantiles {
+            Some(q) => {
+                for (quantile, value) in q {
+                    self.q_quantile.push(quantile);
+                    self.q_value.push(value);
+                }
+                self.quantiles.push(self.q_quantile.len());
+            }
+            None => self.quantiles.push_null(),
+        }
+        for ex in common.exemplars {
+            self.ex_time
+                .push(i64::try_from(ex.time_unix_nano).unwrap_or(i64::MAX));
+            self.ex_value.append_option(ex.value.map(|v| match v {
+                exemplar::Value::AsDouble(d) => d,
+                exemplar::Value::AsInt(i) => i as f64,
+            }));
+            self.ex_trace_id.append_option(hex_id(&ex.trace_id));
+            self.ex_span_id.append_option(hex_id(&ex.span_id));
+            self.ex_attributes.append(&ex.filtered_attributes);
+        }
+        self.exemplars.push(self.ex_time.len());
+        Ok(())
+    }
+
+    fn finish(mut self) -> RecordBatch {
+        let ts = |v: Vec<i64>| -> ArrayRef {
+            Arc::new(TimestampNanosecondArray::from(v).with_timezone(UTC))
+        };
+        let quantile_values = struct_array(
+            schema::quantile_fields(),
+            vec![
+                Arc::new(Float64Array::from(self.q_quantile)),
+                Arc::new(Float64Array::from(self.q_value)),
+            ],
+        );
+        let exemplar_values = struct_array(
+            schema::exemplar_fields(),
+            vec![
+                ts(self.ex_time),
+                Arc::new(self.ex_value.finish()),
+                Arc::new(self.ex_trace_id.finish()),
+                Arc::new(self.ex_span_id.finish()),
+                Arc::new(self.ex_attributes.finish()),
+            ],
+        );
+        let columns: Vec<ArrayRef> = vec![
+            ts(self.time),
+            Arc::new(TimestampNanosecondArray::from(self.start_time).with_timezone(UTC)),
+            Arc::new(self.metric_name.finish()),
+            Arc::new(self.metric_type.finish()),
+            Arc::new(self.description.finish()),
+            Arc::new(self.unit.finish()),
+            Arc::new(UInt64Array::from(self.series)),
+            Arc::new(self.service.finish()),
+            Arc::new(self.resource_attributes.finish()),
+            Arc::new(self.scope_name.finish()),
+            Arc::new(self.scope_version.finish()),
+            Arc::new(self.attributes.finish()),
+            Arc::new(self.temporality.finish()),
+            Arc::new(self.is_monotonic.finish()),
+            Arc::new(UInt32Array::from(self.flags)),
+            Arc::new(self.value.finish()),
+            Arc::new(self.count.finish()),
+            Arc::new(self.sum.finish()),
+            Arc::new(self.min.finish()),
+            Arc::new(self.max.finish()),
+            Arc::new(self.bucket_counts.finish()),
+            Arc::new(self.explicit_bounds.finish()),
+            Arc::new(self.scale.finish()),
+            Arc::new(self.zero_count.finish()),
+            Arc::new(self.zero_threshold.finish()),
+            Arc::new(self.positive_offset.finish()),
+            Arc::new(self.positive_counts.finish()),
+            Arc::new(self.negative_offset.finish()),
+            Arc::new(self.negative_counts.finish()),
+            Arc::new(
+                self.quantiles
+                    .finish(DataType::Struct(schema::quantile_fields()), quantile_values),
+            ),
+            Arc::new(
+                self.exemplars
+                    .finish(DataType::Struct(schema::exemplar_fields()), exemplar_values),
+            ),
+        ];
+        RecordBatch::try_new(schema::metrics_schema(), columns)
+            .expect("columns are built to the metrics schema")
+    }
+}
+
+fn number_value(v: Option<number_data_point::Value>) -> Result<f64, String> {
+    match v {
+        Some(number_data_point::Value::AsDouble(d)) => Ok(d),
+        Some(number_data_point::Value::AsInt(i)) => Ok(i as f64),
+        None => Err("data point has no value".into()),
+    }
+}
+
+/// Converts the data points of a request; points without a value or with out-of-range
+/// timestamps are rejected.
+pub fn metrics_to_batch(request: &ExportMetricsServiceRequest) -> Converted {
+    let rows: usize = request
+        .resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+        .map(|m| match &m.data {
+            Some(Data::Gauge(g)) => g.data_points.len(),
+            Some(Data::Sum(s)) => s.data_points.len(),
+            Some(Data::Histogram(h)) => h.data_points.len(),
+            Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+            Some(Data::Summary(s)) => s.data_points.len(),
+            None => 0,
+        })
+        .sum();
+    let mut b = Builder::new(rows);
+    let mut rejected = Rejected::default();
+    let mut text = String::new();
+
+    for (ri, rm) in request.resource_metrics.iter().enumerate() {
+        let resource = rm.resource.as_ref();
+        let resource_attrs = resource.map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+        let mut resource_hash = Fnv::new();
+        hash_attributes(&mut resource_hash, resource_attrs, &mut text);
+        for sm in &rm.scope_metrics {
+            let (scope_name, scope_version) = sm
+                .scope
+                .as_ref()
+                .map(|s| (s.name.as_str(), s.version.as_str()))
+                .unwrap_or(("", ""));
+            for metric in &sm.metrics {
+                let mut ctx = Context {
+                    service: service_name(resource),
+                    resource_attrs,
+                    resource_hash,
+                    scope_name,
+                    scope_version,
+                    metric,
+                    metric_type: "gauge",
+                    temporality: None,
+                    is_monotonic: None,
+                };
+                let mut reject = |i: usize, reason: String| {
+                    rejected.add(|| {
+                        format!(
+                            "data point {i} of metric {:?} (resource {ri}): {reason}",
+                            metric.name
+                        )
+                    })
+                };
+                match &metric.data {
+                    None => {}
+                    Some(Data::Gauge(g)) => {
+                        for (i, p) in g.data_points.iter().enumerate() {
+                            let common = Common {
+                                attributes: &p.attributes,
+                                start_time_unix_nano: p.start_time_unix_nano,
+                                time_unix_nano: p.time_unix_nano,
+                                flags: p.flags,
+                                exemplars: &p.exemplars,
+                            };
+                            let r = number_value(p.value).and_then(|v| {
+                                b.push(
+                                    &ctx,
+                                    &common,
+                                    Point {
+                                        value: Some(v),
+                                        ..Default::default()
+                                    },
+                                )
+                            });
+                            if let Err(e) = r {
+                                reject(i, e);
+                            }
+                        }
+                    }
+                    Some(Data::Sum(s)) => {
+                        ctx.metric_type = "sum";
+                        ctx.temporality = Some(temporality_name(s.aggregation_temporality));
+                        ctx.is_monotonic = Some(s.is_monotonic);
+                        for (i, p) in s.data_points.iter().enumerate() {
+                            let common = Common {
+                                attributes: &p.attributes,
+                                start_time_unix_nano: p.start_time_unix_nano,
+                                time_unix_nano: p.time_unix_nano,
+                                flags: p.flags,
+                                exemplars: &p.exemplars,
+                            };
+                            let r = number_value(p.value).and_then(|v| {
+                                b.push(
+                                    &ctx,
+                                    &common,
+                                    Point {
+                                        value: Some(v),
+                                        ..Default::default()
+                                    },
+                                )
+                            });
+                            if let Err(e) = r {
+                                reject(i, e);
+                            }
+                        }
+                    }
+                    Some(Data::Histogram(h)) => {
+                        ctx.metric_type = "histogram";
+                        ctx.temporality = Some(temporality_name(h.aggregation_temporality));
+                        for (i, p) in h.data_points.iter().enumerate() {
+                            let common = Common {
+                                attributes: &p.attributes,
+                                start_time_unix_nano: p.start_time_unix_nano,
+                                time_unix_nano: p.time_unix_nano,
+                                flags: p.flags,
+                                exemplars: &p.exemplars,
+                            };
+                            let point = Point {
+                                count: Some(p.count),
+                                sum: p.sum,
+                                min: p.min,
+                                max: p.max,
+                                bucket_counts: Some(&p.bucket_counts),
+                                explicit_bounds: Some(&p.explicit_bounds),
+                                ..Default::default()
+                            };
+                            if let Err(e) = b.push(&ctx, &common, point) {
+                                reject(i, e);
+                            }
+                        }
+                    }
+                    Some(Data::ExponentialHistogram(h)) => {
+                        ctx.metric_type = "exponential_histogram";
+                        ctx.temporality = Some(temporality_name(h.aggregation_temporality));
+                        for (i, p) in h.data_points.iter().enumerate() {
+                            let common = Common {
+                                attributes: &p.attributes,
+                                start_time_unix_nano: p.start_time_unix_nano,
+                                time_unix_nano: p.time_unix_nano,
+                                flags: p.flags,
+                                exemplars: &p.exemplars,
+                            };
+                            let point = Point {
+                                count: Some(p.count),
+                                sum: p.sum,
+                                min: p.min,
+                                max: p.max,
+                                exponential: Some(Exponential {
+                                    scale: p.scale,
+                                    zero_count: p.zero_count,
+                                    zero_threshold: p.zero_threshold,
+                                    positive: buckets(&p.positive),
+                                    negative: buckets(&p.negative),
+                                }),
+                                ..Default::default()
+                            };
+                            if let Err(e) = b.push(&ctx, &common, point) {
+                                reject(i, e);
+                            }
+                        }
+                    }
+                    Some(Data::Summary(s)) => {
+                        ctx.metric_type = "summary";
+                        for (i, p) in s.data_points.iter().enumerate() {
+                            let common = Common {
+                                attributes: &p.attributes,
+                                start_time_unix_nano: p.start_time_unix_nano,
+                                time_unix_nano: p.time_unix_nano,
+                                flags: p.flags,
+                                exemplars: &[],
+                            };
+                            let point = Point {
+                                count: Some(p.count),
+                                sum: Some(p.sum),
+                                quantiles: Some(
+                                    p.quantile_values
+                                        .iter()
+                                        .map(|q| (q.quantile, q.value))
+                                        .collect(),
+                                ),
+                                ..Default::default()
+                            };
+                            if let Err(e) = b.push(&ctx, &common, point) {
+                                reject(i, e);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    let accepted = b.time.len() as u64;
+    Converted {
+        batch: (accepted > 0).then(|| b.finish()),
+        accepted,
+        rejected,
+    }
+}

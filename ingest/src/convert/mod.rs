@@ -1,0 +1,307 @@
+//! OTLP → Arrow: one record batch per export request and signal, in the schemas of
+//! `strata_storage::schema`.
+//!
+//! Items that cannot be stored (an invalid id, a timestamp past 2262) are left out and
+//! counted, so the receiver can answer with an OTLP `partial_success`.
+//!
+//! Attribute values keep their OTLP type in a documented text form (`docs/SCHEMA.md`):
+//! strings as they are, integers in decimal, doubles in shortest round-trip form (`NaN`,
+//! `Infinity`, `-Infinity` for the non-finite ones), booleans as `true`/`false`, bytes in
+//! standard base64, arrays and key-value lists as JSON.
+
+mod logs;
+mod metrics;
+mod traces;
+
+#[cfg(test)]
+mod tests;
+
+pub use logs::logs_to_batch;
+pub use metrics::metrics_to_batch;
+pub use traces::spans_to_batch;
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayBuilder, ArrayRef, BooleanBufferBuilder, ListArray, MapArray, StringBuilder, StructArray,
+};
+use arrow::buffer::{NullBuffer, OffsetBuffer};
+use arrow::datatypes::Fields;
+use base64::Engine as _;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use strata_storage::schema::{self, list_item};
+
+/// The outcome of converting one request for one signal.
+#[derive(Debug, Default)]
+pub struct Converted {
+    /// The rows that can be stored; `None` when there are none.
+    pub batch: Option<arrow::array::RecordBatch>,
+    /// Items accepted.
+    pub accepted: u64,
+    /// Items left out, and why (the first reason, for the `partial_success` message).
+    pub rejected: Rejected,
+}
+
+/// Items of a request that could not be stored.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub count: u64,
+    pub first_reason: Option<String>,
+}
+
+impl Rejected {
+    pub(crate) fn add(&mut self, reason: impl FnOnce() -> String) {
+        self.count += 1;
+        if self.first_reason.is_none() {
+            self.first_reason = Some(reason());
+        }
+    }
+
+    /// The `error_message` of a `partial_success`.
+    pub fn message(&self, item: &str) -> String {
+        match &self.first_reason {
+            Some(reason) if self.count > 1 => {
+                format!("{} {item} rejected; first: {reason}", self.count)
+            }
+            Some(reason) => format!("1 {item} rejected: {reason}"),
+            None => String::new(),
+        }
+    }
+}
+
+/// Value of the `service_name` column when the resource names no service (the OpenTelemetry
+/// SDK default).
+pub const UNKNOWN_SERVICE: &str = "unknown_service";
+
+/// The `service.name` resource attribute.
+pub(crate) fn service_name(resource: Option<&Resource>) -> &str {
+    resource
+        .into_iter()
+        .flat_map(|r| &r.attributes)
+        .find(|kv| kv.key == "service.name")
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) if !s.is_empty() => Some(s.as_str()),
+            _ => None,
+        })
+        .unwrap_or(UNKNOWN_SERVICE)
+}
+
+/// Lowercase hex of an id; `None` for an empty id.
+pub(crate) fn hex_id(bytes: &[u8]) -> Option<String> {
+    (!bytes.is_empty()).then(|| hex::encode(bytes))
+}
+
+/// Checks an id's length; empty ids are allowed where `optional`.
+pub(crate) fn check_id(bytes: &[u8], len: usize, name: &str, optional: bool) -> Result<(), String> {
+    if bytes.is_empty() {
+        return if optional {
+            Ok(())
+        } else {
+            Err(format!("{name} is empty"))
+        };
+    }
+    if bytes.len() != len {
+        return Err(format!("{name} is {} bytes, expected {len}", bytes.len()));
+    }
+    if bytes.iter().all(|b| *b == 0) {
+        return Err(format!("{name} is all zeroes"));
+    }
+    Ok(())
+}
+
+/// A `u64` nanosecond timestamp as Arrow's `i64`, refusing values past 2262-04-11.
+pub(crate) fn timestamp(ns: u64, name: &str) -> Result<i64, String> {
+    i64::try_from(ns).map_err(|_| format!("{name} {ns} is out of range"))
+}
+
+/// Appends the text form of an attribute value to `out`; `false` when the value is empty.
+pub(crate) fn write_text(value: Option<&AnyValue>, out: &mut String) -> bool {
+    let Some(value) = value.and_then(|v| v.value.as_ref()) else {
+        return false;
+    };
+    match value {
+        Value::StringValue(s) => out.push_str(s),
+        Value::BoolValue(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::IntValue(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::DoubleValue(d) => write_double(*d, out),
+        Value::BytesValue(b) => base64::engine::general_purpose::STANDARD.encode_string(b, out),
+        Value::ArrayValue(_) | Value::KvlistValue(_) => {
+            out.push_str(&any_to_json(value).to_string());
+        }
+        // A reference into a profiles string table: meaningless outside profiles.
+        Value::StringValueStrindex(_) => return false,
+    }
+    true
+}
+
+/// The text form of a double: shortest round-trip decimal, or `NaN`/`Infinity`/`-Infinity`.
+pub(crate) fn write_double(d: f64, out: &mut String) {
+    if d.is_nan() {
+        out.push_str("NaN");
+    } else if d.is_infinite() {
+        out.push_str(if d > 0.0 { "Infinity" } else { "-Infinity" });
+    } else {
+        // serde_json formats with ryu: shortest form that parses back to the same double.
+        out.push_str(&serde_json::Number::from_f64(d).expect("finite").to_string());
+    }
+}
+
+/// An OTLP value as plain JSON: arrays as arrays, key-value lists as objects, bytes as
+/// base64 strings, non-finite doubles as strings.
+pub(crate) fn any_to_json(value: &Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    let inner = |v: &Option<AnyValue>| match v.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(v) => any_to_json(v),
+        None => J::Null,
+    };
+    match value {
+        Value::StringValue(s) => J::String(s.clone()),
+        Value::BoolValue(b) => J::Bool(*b),
+        Value::IntValue(i) => J::from(*i),
+        Value::DoubleValue(d) => match serde_json::Number::from_f64(*d) {
+            Some(n) => J::Number(n),
+            None => {
+                let mut s = String::new();
+                write_double(*d, &mut s);
+                J::String(s)
+            }
+        },
+        Value::BytesValue(b) => J::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        Value::ArrayValue(a) => J::Array(
+            a.values
+                .iter()
+                .map(|v| v.value.as_ref().map_or(J::Null, any_to_json))
+                .collect(),
+        ),
+        Value::KvlistValue(kv) => J::Object(
+            kv.values
+                .iter()
+                .map(|kv| (kv.key.clone(), inner(&kv.value)))
+                .collect(),
+        ),
+        Value::StringValueStrindex(_) => J::Null,
+    }
+}
+
+/// Builds a `Map<Utf8, Utf8>` column one row at a time.
+pub(crate) struct MapColumn {
+    keys: StringBuilder,
+    values: StringBuilder,
+    offsets: Vec<i32>,
+    text: String,
+    seen: HashSet<String>,
+}
+
+impl MapColumn {
+    pub(crate) fn with_capacity(rows: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Self {
+            keys: StringBuilder::new(),
+            values: StringBuilder::new(),
+            offsets,
+            text: String::new(),
+            seen: HashSet::new(),
+        }
+    }
+
+    /// Appends one row. Keys must be unique per OTLP; a repeated key keeps its first value.
+    pub(crate) fn append(&mut self, attributes: &[KeyValue]) {
+        let dedupe = attributes.len() > 1;
+        if dedupe {
+            self.seen.clear();
+        }
+        for kv in attributes {
+            if dedupe && !self.seen.insert(kv.key.clone()) {
+                continue;
+            }
+            self.keys.append_value(&kv.key);
+            self.text.clear();
+            if write_text(kv.value.as_ref(), &mut self.text) {
+                self.values.append_value(&self.text);
+            } else {
+                self.values.append_null();
+            }
+        }
+        self.offsets.push(self.keys.len() as i32);
+    }
+
+    pub(crate) fn finish(mut self) -> MapArray {
+        let entries = match schema::map_entries_field().data_type() {
+            arrow::datatypes::DataType::Struct(fields) => fields.clone(),
+            _ => unreachable!("map entries are a struct"),
+        };
+        let keys: ArrayRef = Arc::new(self.keys.finish());
+        let values: ArrayRef = Arc::new(self.values.finish());
+        let entries = StructArray::new(entries, vec![keys, values], None);
+        MapArray::try_new(
+            schema::map_entries_field(),
+            OffsetBuffer::new(self.offsets.into()),
+            entries,
+            None,
+            false,
+        )
+        .expect("offsets and entries are built together")
+    }
+}
+
+/// Offsets (and validity) of a `List<…>` column built one row at a time.
+pub(crate) struct ListOffsets {
+    offsets: Vec<i32>,
+    validity: BooleanBufferBuilder,
+    has_nulls: bool,
+}
+
+impl ListOffsets {
+    pub(crate) fn with_capacity(rows: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Self {
+            offsets,
+            validity: BooleanBufferBuilder::new(rows),
+            has_nulls: false,
+        }
+    }
+
+    /// Ends a row whose items end at `len` children.
+    pub(crate) fn push(&mut self, len: usize) {
+        self.offsets.push(len as i32);
+        self.validity.append(true);
+    }
+
+    /// Ends a null row.
+    pub(crate) fn push_null(&mut self) {
+        let last = *self.offsets.last().expect("starts with 0");
+        self.offsets.push(last);
+        self.validity.append(false);
+        self.has_nulls = true;
+    }
+
+    pub(crate) fn finish(
+        mut self,
+        item: arrow::datatypes::DataType,
+        values: ArrayRef,
+    ) -> ListArray {
+        let nulls = self
+            .has_nulls
+            .then(|| NullBuffer::new(self.validity.finish()));
+        ListArray::try_new(
+            list_item(item, false),
+            OffsetBuffer::new(self.offsets.into()),
+            values,
+            nulls,
+        )
+        .expect("offsets and values are built together")
+    }
+}
+
+/// A struct array from its fields and columns (no nulls).
+pub(crate) fn struct_array(fields: Fields, columns: Vec<ArrayRef>) -> ArrayRef {
+    Arc::new(StructArray::new(fields, columns, None))
+}

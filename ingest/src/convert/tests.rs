@@ -1,0 +1,812 @@
+//! OTLP → Arrow conversion, field by field.
+
+use arrow::array::{
+    Array, AsArray, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray, MapArray,
+    RecordBatch, StringArray, StructArray, TimestampNanosecondArray, UInt32Array, UInt64Array,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{
+    self as m, Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram,
+    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary,
+    SummaryDataPoint, exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
+    summary_data_point::ValueAtQuantile,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use strata_storage::schema;
+
+use super::*;
+
+fn kv(key: &str, value: Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+fn s(v: &str) -> Value {
+    Value::StringValue(v.into())
+}
+
+fn resource(service: &str) -> Option<Resource> {
+    Some(Resource {
+        attributes: vec![kv("service.name", s(service)), kv("host.name", s("h1"))],
+        ..Default::default()
+    })
+}
+
+fn scope() -> Option<InstrumentationScope> {
+    Some(InstrumentationScope {
+        name: "lib".into(),
+        version: "1.0".into(),
+        ..Default::default()
+    })
+}
+
+/// Every attribute value type.
+fn all_types() -> Vec<KeyValue> {
+    vec![
+        kv("str", s("x")),
+        kv("bool", Value::BoolValue(true)),
+        kv("int", Value::IntValue(-42)),
+        kv("double", Value::DoubleValue(0.1)),
+        kv("big", Value::DoubleValue(1e300)),
+        kv("nan", Value::DoubleValue(f64::NAN)),
+        kv("inf", Value::DoubleValue(f64::NEG_INFINITY)),
+        kv("bytes", Value::BytesValue(vec![1, 2, 3])),
+        kv(
+            "array",
+            Value::ArrayValue(ArrayValue {
+                values: vec![
+                    AnyValue {
+                        value: Some(s("a")),
+                    },
+                    AnyValue {
+                        value: Some(Value::IntValue(1)),
+                    },
+                    AnyValue {
+                        value: Some(Value::BoolValue(false)),
+                    },
+                    AnyValue { value: None },
+                ],
+            }),
+        ),
+        kv(
+            "kvlist",
+            Value::KvlistValue(KeyValueList {
+                values: vec![kv("k", s("v")), kv("n", Value::DoubleValue(2.5))],
+            }),
+        ),
+        KeyValue {
+            key: "empty".into(),
+            value: None,
+            ..Default::default()
+        },
+    ]
+}
+
+/// A map cell as (key, value) pairs.
+fn map_row(array: &dyn Array, row: usize) -> Vec<(String, Option<String>)> {
+    let map = array.as_any().downcast_ref::<MapArray>().unwrap();
+    let entries = map.value(row);
+    let keys = entries.column(0).as_string::<i32>();
+    let values = entries.column(1).as_string::<i32>();
+    (0..entries.len())
+        .map(|i| {
+            (
+                keys.value(i).to_string(),
+                values.is_valid(i).then(|| values.value(i).to_string()),
+            )
+        })
+        .collect()
+}
+
+fn col<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
+    batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no column {name}"))
+        .as_any()
+        .downcast_ref::<T>()
+        .unwrap_or_else(|| panic!("column {name} has another type"))
+}
+
+fn strs(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
+    col::<StringArray>(batch, name)
+        .iter()
+        .map(|v| v.map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn attribute_values_keep_a_documented_text_form() {
+    let mut column = MapColumn::with_capacity(1);
+    column.append(&all_types());
+    let map = column.finish();
+    let some = |v: &str| Some(v.to_string());
+    assert_eq!(
+        map_row(&map, 0),
+        vec![
+            ("str".into(), some("x")),
+            ("bool".into(), some("true")),
+            ("int".into(), some("-42")),
+            ("double".into(), some("0.1")),
+            ("big".into(), some("1e+300")),
+            ("nan".into(), some("NaN")),
+            ("inf".into(), some("-Infinity")),
+            ("bytes".into(), some("AQID")),
+            ("array".into(), some(r#"["a",1,false,null]"#)),
+            ("kvlist".into(), some(r#"{"k":"v","n":2.5}"#)),
+            ("empty".into(), None),
+        ]
+    );
+}
+
+#[test]
+fn repeated_attribute_keys_keep_the_first_value() {
+    let mut column = MapColumn::with_capacity(2);
+    column.append(&[kv("a", s("1")), kv("b", s("2")), kv("a", s("3"))]);
+    column.append(&[]);
+    let map = column.finish();
+    assert_eq!(
+        map_row(&map, 0),
+        vec![
+            ("a".into(), Some("1".into())),
+            ("b".into(), Some("2".into()))
+        ]
+    );
+    assert!(map_row(&map, 1).is_empty());
+}
+
+fn span(trace: u8, id: u8) -> Span {
+    Span {
+        trace_id: vec![trace; 16],
+        span_id: vec![id; 8],
+        name: format!("op{id}"),
+        start_time_unix_nano: 1_000,
+        end_time_unix_nano: 1_500,
+        ..Default::default()
+    }
+}
+
+fn traces(spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: resource("checkout"),
+            scope_spans: vec![ScopeSpans {
+                scope: scope(),
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+#[test]
+fn spans_map_every_field() {
+    let full = Span {
+        trace_id: (1..=16).collect(),
+        span_id: (1..=8).collect(),
+        parent_span_id: vec![9; 8],
+        trace_state: "k=v".into(),
+        flags: 0x301,
+        name: "GET /users".into(),
+        kind: 2,
+        start_time_unix_nano: 1_700_000_000_000_000_001,
+        end_time_unix_nano: 1_700_000_000_000_500_001,
+        attributes: all_types(),
+        dropped_attributes_count: 1,
+        events: vec![Event {
+            time_unix_nano: 1_700_000_000_000_100_000,
+            name: "exception".into(),
+            attributes: vec![kv("exception.type", s("E"))],
+            dropped_attributes_count: 2,
+        }],
+        dropped_events_count: 3,
+        links: vec![Link {
+            trace_id: vec![0xab; 16],
+            span_id: vec![0xcd; 8],
+            trace_state: "a=b".into(),
+            attributes: vec![kv("l", Value::IntValue(7))],
+            dropped_attributes_count: 4,
+            flags: 1,
+        }],
+        dropped_links_count: 5,
+        status: Some(Status {
+            message: "boom".into(),
+            code: 2,
+        }),
+    };
+    let converted = spans_to_batch(&traces(vec![full, span(2, 2)]));
+    assert_eq!(converted.accepted, 2);
+    assert_eq!(converted.rejected.count, 0);
+    let b = converted.batch.unwrap();
+    assert_eq!(b.schema(), schema::spans_schema());
+    let times = col::<TimestampNanosecondArray>(&b, "time");
+    assert_eq!(times.value(0), 1_700_000_000_000_000_001);
+    assert_eq!(
+        col::<TimestampNanosecondArray>(&b, "end_time").value(0),
+        1_700_000_000_000_500_001
+    );
+    assert_eq!(
+        col::<Int64Array>(&b, "duration_ns").values().to_vec(),
+        vec![500_000, 500]
+    );
+    assert_eq!(
+        strs(&b, "trace_id")[0].as_deref(),
+        Some("0102030405060708090a0b0c0d0e0f10")
+    );
+    assert_eq!(strs(&b, "span_id")[0].as_deref(), Some("0102030405060708"));
+    assert_eq!(
+        strs(&b, "parent_span_id"),
+        vec![Some("0909090909090909".into()), None]
+    );
+    assert_eq!(strs(&b, "trace_state"), vec![Some("k=v".into()), None]);
+    assert_eq!(col::<UInt32Array>(&b, "flags").value(0), 0x301);
+    assert_eq!(strs(&b, "name")[0].as_deref(), Some("GET /users"));
+    assert_eq!(
+        strs(&b, "kind"),
+        vec![Some("server".into()), Some("unspecified".into())]
+    );
+    assert_eq!(
+        strs(&b, "status_code"),
+        vec![Some("error".into()), Some("unset".into())]
+    );
+    assert_eq!(strs(&b, "status_message"), vec![Some("boom".into()), None]);
+    assert_eq!(strs(&b, "service_name")[0].as_deref(), Some("checkout"));
+    assert_eq!(
+        map_row(b.column_by_name("resource_attributes").unwrap().as_ref(), 0),
+        vec![
+            ("service.name".into(), Some("checkout".into())),
+            ("host.name".into(), Some("h1".into()))
+        ]
+    );
+    assert_eq!(strs(&b, "scope_name")[0].as_deref(), Some("lib"));
+    assert_eq!(strs(&b, "scope_version")[0].as_deref(), Some("1.0"));
+    assert_eq!(
+        map_row(b.column_by_name("attributes").unwrap().as_ref(), 0).len(),
+        11
+    );
+    assert_eq!(
+        col::<UInt32Array>(&b, "dropped_attributes_count").value(0),
+        1
+    );
+    assert_eq!(col::<UInt32Array>(&b, "dropped_events_count").value(0), 3);
+    assert_eq!(col::<UInt32Array>(&b, "dropped_links_count").value(0), 5);
+
+    let events = col::<ListArray>(&b, "events");
+    assert_eq!(events.value_length(0), 1);
+    assert_eq!(events.value_length(1), 0);
+    let event = events.value(0);
+    let event = event.as_any().downcast_ref::<StructArray>().unwrap();
+    assert_eq!(
+        event
+            .column(0)
+            .as_primitive::<arrow::datatypes::TimestampNanosecondType>()
+            .value(0),
+        1_700_000_000_000_100_000
+    );
+    assert_eq!(event.column(1).as_string::<i32>().value(0), "exception");
+    assert_eq!(
+        map_row(event.column(2).as_ref(), 0),
+        vec![("exception.type".into(), Some("E".into()))]
+    );
+    assert_eq!(
+        event
+            .column(3)
+            .as_primitive::<arrow::datatypes::UInt32Type>()
+            .value(0),
+        2
+    );
+
+    let links = col::<ListArray>(&b, "links");
+    let link = links.value(0);
+    let link = link.as_any().downcast_ref::<StructArray>().unwrap();
+    assert_eq!(link.column(0).as_string::<i32>().value(0), "ab".repeat(16));
+    assert_eq!(link.column(1).as_string::<i32>().value(0), "cd".repeat(8));
+    assert_eq!(link.column(2).as_string::<i32>().value(0), "a=b");
+    assert_eq!(
+        link.column(3)
+            .as_primitive::<arrow::datatypes::UInt32Type>()
+            .value(0),
+        1
+    );
+    assert_eq!(
+        map_row(link.column(4).as_ref(), 0),
+        vec![("l".into(), Some("7".into()))]
+    );
+    assert_eq!(
+        link.column(5)
+            .as_primitive::<arrow::datatypes::UInt32Type>()
+            .value(0),
+        4
+    );
+}
+
+#[test]
+fn invalid_spans_are_counted_not_stored() {
+    let mut short_trace = span(1, 1);
+    short_trace.trace_id.pop();
+    let mut zero_trace = span(1, 2);
+    zero_trace.trace_id = vec![0; 16];
+    let mut long_span = span(1, 3);
+    long_span.span_id.push(1);
+    let mut bad_parent = span(1, 4);
+    bad_parent.parent_span_id = vec![1; 3];
+    let mut future = span(1, 5);
+    future.end_time_unix_nano = u64::MAX;
+    let converted = spans_to_batch(&traces(vec![
+        span(1, 6),
+        short_trace,
+        zero_trace,
+        long_span,
+        bad_parent,
+        future,
+        span(1, 7),
+    ]));
+    assert_eq!(converted.accepted, 2);
+    assert_eq!(converted.rejected.count, 5);
+    assert_eq!(
+        converted.rejected.message("spans"),
+        "5 spans rejected; first: span 1 of resource 0: trace_id is 15 bytes, expected 16"
+    );
+    let b = converted.batch.unwrap();
+    assert_eq!(
+        strs(&b, "name"),
+        vec![Some("op6".into()), Some("op7".into())]
+    );
+}
+
+#[test]
+fn empty_requests_convert_to_nothing() {
+    let converted = spans_to_batch(&ExportTraceServiceRequest::default());
+    assert!(converted.batch.is_none());
+    assert_eq!(converted.accepted, 0);
+    assert_eq!(converted.rejected, Rejected::default());
+    assert!(
+        logs_to_batch(&ExportLogsServiceRequest::default(), 0)
+            .batch
+            .is_none()
+    );
+    assert!(
+        metrics_to_batch(&ExportMetricsServiceRequest::default())
+            .batch
+            .is_none()
+    );
+}
+
+#[test]
+fn unknown_service_when_the_resource_names_none() {
+    let mut request = traces(vec![span(1, 1)]);
+    request.resource_spans[0].resource = None;
+    let b = spans_to_batch(&request).batch.unwrap();
+    assert_eq!(
+        strs(&b, "service_name")[0].as_deref(),
+        Some(UNKNOWN_SERVICE)
+    );
+    assert_eq!(strs(&b, "scope_name")[0].as_deref(), Some("lib"));
+}
+
+fn logs(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: resource("api"),
+            scope_logs: vec![ScopeLogs {
+                scope: scope(),
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+#[test]
+fn logs_map_every_field_and_body_type() {
+    let base = LogRecord {
+        time_unix_nano: 10,
+        observed_time_unix_nano: 20,
+        severity_number: 17,
+        severity_text: "ERROR".into(),
+        body: Some(AnyValue {
+            value: Some(s("disk full")),
+        }),
+        attributes: vec![kv("code", Value::IntValue(28))],
+        dropped_attributes_count: 2,
+        flags: 1,
+        trace_id: vec![0x11; 16],
+        span_id: vec![0x22; 8],
+        event_name: "app.disk".into(),
+    };
+    let kvlist_body = LogRecord {
+        body: Some(AnyValue {
+            value: Some(Value::KvlistValue(KeyValueList {
+                values: vec![kv("msg", s("hi")), kv("n", Value::IntValue(1))],
+            })),
+        }),
+        trace_id: vec![],
+        span_id: vec![],
+        event_name: String::new(),
+        time_unix_nano: 0,
+        ..base.clone()
+    };
+    let no_times = LogRecord {
+        time_unix_nano: 0,
+        observed_time_unix_nano: 0,
+        body: None,
+        ..base.clone()
+    };
+    let int_body = LogRecord {
+        body: Some(AnyValue {
+            value: Some(Value::IntValue(5)),
+        }),
+        ..base.clone()
+    };
+    let converted = logs_to_batch(&logs(vec![base, kvlist_body, no_times, int_body]), 99);
+    assert_eq!(converted.accepted, 4);
+    let b = converted.batch.unwrap();
+    assert_eq!(b.schema(), schema::logs_schema());
+    assert_eq!(
+        col::<TimestampNanosecondArray>(&b, "time")
+            .values()
+            .to_vec(),
+        vec![10, 20, 99, 10]
+    );
+    assert_eq!(
+        col::<TimestampNanosecondArray>(&b, "observed_time")
+            .values()
+            .to_vec(),
+        vec![20, 20, 99, 20]
+    );
+    assert_eq!(col::<Int32Array>(&b, "severity_number").value(0), 17);
+    assert_eq!(strs(&b, "severity_text")[0].as_deref(), Some("ERROR"));
+    assert_eq!(
+        strs(&b, "body"),
+        vec![
+            Some("disk full".into()),
+            Some(r#"{"msg":"hi","n":1}"#.into()),
+            None,
+            Some("5".into())
+        ]
+    );
+    assert_eq!(
+        strs(&b, "trace_id")[0].as_deref(),
+        Some("11".repeat(16).as_str())
+    );
+    assert_eq!(strs(&b, "trace_id")[1], None);
+    assert_eq!(
+        strs(&b, "span_id")[0].as_deref(),
+        Some("22".repeat(8).as_str())
+    );
+    assert_eq!(strs(&b, "event_name")[..2], [Some("app.disk".into()), None]);
+    assert_eq!(col::<UInt32Array>(&b, "flags").value(0), 1);
+    assert_eq!(
+        col::<UInt32Array>(&b, "dropped_attributes_count").value(0),
+        2
+    );
+    assert_eq!(
+        map_row(b.column_by_name("attributes").unwrap().as_ref(), 0),
+        vec![("code".into(), Some("28".into()))]
+    );
+    assert_eq!(strs(&b, "service_name")[0].as_deref(), Some("api"));
+}
+
+#[test]
+fn logs_with_invalid_ids_are_rejected() {
+    let good = LogRecord {
+        time_unix_nano: 1,
+        ..Default::default()
+    };
+    let bad = LogRecord {
+        trace_id: vec![1; 15],
+        ..good.clone()
+    };
+    let converted = logs_to_batch(&logs(vec![good.clone(), bad, good]), 0);
+    assert_eq!(converted.accepted, 2);
+    assert_eq!(converted.rejected.count, 1);
+    assert_eq!(
+        converted.rejected.message("log records"),
+        "1 log records rejected: log record 1 of resource 0: trace_id is 15 bytes, expected 16"
+    );
+}
+
+fn number(time: u64, value: number_data_point::Value, attrs: Vec<KeyValue>) -> NumberDataPoint {
+    NumberDataPoint {
+        attributes: attrs,
+        start_time_unix_nano: 5,
+        time_unix_nano: time,
+        value: Some(value),
+        exemplars: vec![],
+        flags: 0,
+    }
+}
+
+fn metric(name: &str, data: Data) -> Metric {
+    Metric {
+        name: name.into(),
+        description: format!("{name} description"),
+        unit: "1".into(),
+        data: Some(data),
+        ..Default::default()
+    }
+}
+
+fn metrics(list: Vec<Metric>) -> ExportMetricsServiceRequest {
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: resource("db"),
+            scope_metrics: vec![ScopeMetrics {
+                scope: scope(),
+                metrics: list,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+#[test]
+fn every_metric_type_becomes_rows() {
+    use number_data_point::Value::{AsDouble, AsInt};
+    let exemplar = Exemplar {
+        filtered_attributes: vec![kv("user", s("u1"))],
+        time_unix_nano: 7,
+        span_id: vec![3; 8],
+        trace_id: vec![4; 16],
+        value: Some(m::exemplar::Value::AsInt(9)),
+    };
+    let mut gauge_point = number(100, AsDouble(0.5), vec![kv("cpu", s("0"))]);
+    gauge_point.exemplars = vec![exemplar];
+    gauge_point.start_time_unix_nano = 0;
+    let request = metrics(vec![
+        metric(
+            "temp",
+            Data::Gauge(Gauge {
+                data_points: vec![gauge_point],
+            }),
+        ),
+        metric(
+            "requests",
+            Data::Sum(Sum {
+                data_points: vec![number(100, AsInt(42), vec![])],
+                aggregation_temporality: 2,
+                is_monotonic: true,
+            }),
+        ),
+        metric(
+            "latency",
+            Data::Histogram(Histogram {
+                data_points: vec![HistogramDataPoint {
+                    time_unix_nano: 100,
+                    count: 6,
+                    sum: Some(12.5),
+                    bucket_counts: vec![1, 2, 3],
+                    explicit_bounds: vec![1.0, 5.0],
+                    min: Some(0.1),
+                    max: None,
+                    ..Default::default()
+                }],
+                aggregation_temporality: 1,
+            }),
+        ),
+        metric(
+            "size",
+            Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: vec![ExponentialHistogramDataPoint {
+                    time_unix_nano: 100,
+                    count: 4,
+                    sum: Some(10.0),
+                    scale: 3,
+                    zero_count: 1,
+                    positive: Some(Buckets {
+                        offset: -2,
+                        bucket_counts: vec![1, 2],
+                    }),
+                    negative: None,
+                    zero_threshold: 0.001,
+                    ..Default::default()
+                }],
+                aggregation_temporality: 2,
+            }),
+        ),
+        metric(
+            "rpc",
+            Data::Summary(Summary {
+                data_points: vec![SummaryDataPoint {
+                    time_unix_nano: 100,
+                    count: 3,
+                    sum: 9.0,
+                    quantile_values: vec![
+                        ValueAtQuantile {
+                            quantile: 0.5,
+                            value: 2.0,
+                        },
+                        ValueAtQuantile {
+                            quantile: 0.99,
+                            value: 5.0,
+                        },
+                    ],
+                    ..Default::default()
+                }],
+            }),
+        ),
+    ]);
+    let converted = metrics_to_batch(&request);
+    assert_eq!(converted.accepted, 5);
+    assert_eq!(converted.rejected.count, 0);
+    let b = converted.batch.unwrap();
+    assert_eq!(b.schema(), schema::metrics_schema());
+    let some = |v: &str| Some(v.to_string());
+    assert_eq!(
+        strs(&b, "metric_type"),
+        vec![
+            some("gauge"),
+            some("sum"),
+            some("histogram"),
+            some("exponential_histogram"),
+            some("summary")
+        ]
+    );
+    assert_eq!(
+        strs(&b, "aggregation_temporality"),
+        vec![
+            None,
+            some("cumulative"),
+            some("delta"),
+            some("cumulative"),
+            None
+        ]
+    );
+    let monotonic = col::<BooleanArray>(&b, "is_monotonic");
+    assert!(monotonic.is_null(0) && monotonic.value(1) && monotonic.is_null(2));
+    let value = col::<Float64Array>(&b, "value");
+    assert_eq!((value.value(0), value.value(1)), (0.5, 42.0));
+    assert!(value.is_null(2) && value.is_null(4));
+    let start = col::<TimestampNanosecondArray>(&b, "start_time");
+    assert!(start.is_null(0));
+    assert_eq!(start.value(1), 5);
+    let count = col::<UInt64Array>(&b, "count");
+    assert!(count.is_null(0));
+    assert_eq!((count.value(2), count.value(3), count.value(4)), (6, 4, 3));
+    let sum = col::<Float64Array>(&b, "sum");
+    assert_eq!(
+        (sum.value(2), sum.value(3), sum.value(4)),
+        (12.5, 10.0, 9.0)
+    );
+    let min = col::<Float64Array>(&b, "min");
+    assert_eq!(min.value(2), 0.1);
+    assert!(col::<Float64Array>(&b, "max").is_null(2));
+    let buckets = col::<ListArray>(&b, "bucket_counts");
+    assert!(buckets.is_null(0));
+    assert_eq!(
+        buckets
+            .value(2)
+            .as_primitive::<arrow::datatypes::UInt64Type>()
+            .values()
+            .to_vec(),
+        vec![1, 2, 3]
+    );
+    let bounds = col::<ListArray>(&b, "explicit_bounds");
+    assert_eq!(
+        bounds
+            .value(2)
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .values()
+            .to_vec(),
+        vec![1.0, 5.0]
+    );
+    assert_eq!(col::<Int32Array>(&b, "scale").value(3), 3);
+    assert_eq!(col::<UInt64Array>(&b, "zero_count").value(3), 1);
+    assert_eq!(col::<Float64Array>(&b, "zero_threshold").value(3), 0.001);
+    assert_eq!(col::<Int32Array>(&b, "positive_offset").value(3), -2);
+    assert_eq!(
+        col::<ListArray>(&b, "positive_bucket_counts")
+            .value(3)
+            .as_primitive::<arrow::datatypes::UInt64Type>()
+            .values()
+            .to_vec(),
+        vec![1, 2]
+    );
+    assert_eq!(
+        col::<ListArray>(&b, "negative_bucket_counts").value_length(3),
+        0
+    );
+    let quantiles = col::<ListArray>(&b, "quantiles");
+    assert!(quantiles.is_null(0));
+    let q = quantiles.value(4);
+    let q = q.as_any().downcast_ref::<StructArray>().unwrap();
+    assert_eq!(
+        q.column(0)
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .values()
+            .to_vec(),
+        vec![0.5, 0.99]
+    );
+    assert_eq!(
+        q.column(1)
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .values()
+            .to_vec(),
+        vec![2.0, 5.0]
+    );
+    let exemplars = col::<ListArray>(&b, "exemplars");
+    assert_eq!(exemplars.value_length(0), 1);
+    assert_eq!(exemplars.value_length(1), 0);
+    let e = exemplars.value(0);
+    let e = e.as_any().downcast_ref::<StructArray>().unwrap();
+    assert_eq!(
+        e.column(1)
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .value(0),
+        9.0
+    );
+    assert_eq!(e.column(2).as_string::<i32>().value(0), "04".repeat(16));
+    assert_eq!(e.column(3).as_string::<i32>().value(0), "03".repeat(8));
+    assert_eq!(
+        map_row(e.column(4).as_ref(), 0),
+        vec![("user".into(), Some("u1".into()))]
+    );
+    assert_eq!(strs(&b, "unit")[0].as_deref(), Some("1"));
+    assert_eq!(
+        strs(&b, "description")[1].as_deref(),
+        Some("requests description")
+    );
+}
+
+#[test]
+fn series_ids_are_stable_and_ignore_attribute_order() {
+    use number_data_point::Value::AsDouble;
+    let one = |attrs: Vec<KeyValue>, name: &str| {
+        let b = metrics_to_batch(&metrics(vec![metric(
+            name,
+            Data::Gauge(Gauge {
+                data_points: vec![number(1, AsDouble(1.0), attrs)],
+            }),
+        )]))
+        .batch
+        .unwrap();
+        col::<UInt64Array>(&b, "series").value(0)
+    };
+    let ab = one(vec![kv("a", s("1")), kv("b", s("2"))], "m");
+    let ba = one(vec![kv("b", s("2")), kv("a", s("1"))], "m");
+    assert_eq!(ab, ba);
+    assert_ne!(ab, one(vec![kv("a", s("1")), kv("b", s("3"))], "m"));
+    assert_ne!(ab, one(vec![kv("a", s("1")), kv("b", s("2"))], "n"));
+    // Key and value boundaries matter: {"ab": "c"} is not {"a": "bc"}.
+    assert_ne!(
+        one(vec![kv("ab", s("c"))], "m"),
+        one(vec![kv("a", s("bc"))], "m")
+    );
+    // The same input hashes the same in every release.
+    assert_eq!(ab, 0xbe2c_863a_c5f1_dcdf, "series hash changed: {ab:#x}");
+}
+
+#[test]
+fn points_without_values_are_rejected() {
+    let point = NumberDataPoint {
+        time_unix_nano: 1,
+        value: None,
+        ..Default::default()
+    };
+    let converted = metrics_to_batch(&metrics(vec![metric(
+        "g",
+        Data::Gauge(Gauge {
+            data_points: vec![point],
+        }),
+    )]));
+    assert!(converted.batch.is_none());
+    assert_eq!(converted.rejected.count, 1);
+    assert_eq!(
+        converted.rejected.message("data points"),
+        "1 data points rejected: data point 0 of metric \"g\" (resource 0): data point has no value"
+    );
+}

@@ -1,0 +1,230 @@
+//! OTLP/gRPC receiver: `TraceService`, `LogsService` and `MetricsService` `Export`.
+//!
+//! The services are tonic unary handlers with a codec of our own, so that an undecodable
+//! message is `INVALID_ARGUMENT` (tonic's stock codec answers `INTERNAL`). Messages over the
+//! size limit, compressed or not, are `RESOURCE_EXHAUSTED`; gzip is accepted and inflated by
+//! tonic up to the same limit.
+
+use std::convert::Infallible;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Buf;
+use futures::future::BoxFuture;
+use http::HeaderValue;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder};
+use tonic::server::{Grpc, UnaryService};
+use tonic::{Code, Request, Response, Status};
+
+use crate::{Ingestor, Logs, Metrics, OtlpSignal, TENANT_HEADER, Traces, Transport};
+
+/// A prost codec whose decode errors are `INVALID_ARGUMENT`.
+struct OtlpCodec<S>(PhantomData<S>);
+
+struct OtlpDecoder<S>(PhantomData<S>);
+
+/// A decoded request and the size of its (decompressed) message.
+struct Decoded<T> {
+    message: T,
+    len: usize,
+}
+
+impl<S: OtlpSignal> Codec for OtlpCodec<S> {
+    type Encode = S::Response;
+    type Decode = Decoded<S::Request>;
+    type Encoder = tonic_prost::ProstEncoder<S::Response>;
+    type Decoder = OtlpDecoder<S>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::default()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        OtlpDecoder(PhantomData)
+    }
+}
+
+impl<S: OtlpSignal> Decoder for OtlpDecoder<S> {
+    type Item = Decoded<S::Request>;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        let len = buf.remaining();
+        let message = <S::Request as prost::Message>::decode(buf)
+            .map_err(|e| Status::invalid_argument(format!("invalid protobuf message: {e}")))?;
+        Ok(Some(Decoded { message, len }))
+    }
+}
+
+/// The unary handler of one export service.
+struct ExportHandler<S> {
+    ingestor: Arc<Ingestor>,
+    /// Set once tonic has decoded a message and called the handler.
+    called: Arc<AtomicBool>,
+    _signal: PhantomData<S>,
+}
+
+impl<S: OtlpSignal> UnaryService<Decoded<S::Request>> for ExportHandler<S> {
+    type Response = S::Response;
+    type Future = BoxFuture<'static, Result<Response<S::Response>, Status>>;
+
+    fn call(&mut self, request: Request<Decoded<S::Request>>) -> Self::Future {
+        let ingestor = self.ingestor.clone();
+        self.called.store(true, Ordering::Relaxed);
+        Box::pin(async move {
+            let signal = S::SIGNAL.as_str();
+            let transport = Transport::Grpc.as_str();
+            let tenant = request.metadata().get(TENANT_HEADER).map(|v| v.as_bytes());
+            let result = match Ingestor::tenant(tenant) {
+                Ok(tenant) => {
+                    let Decoded { message, len } = request.into_inner();
+                    ingestor
+                        .export::<S>(&tenant, message, len)
+                        .await
+                        .map(Response::new)
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(response) => {
+                    ingestor.metrics().request(signal, transport, "ok");
+                    Ok(response)
+                }
+                Err(e) => {
+                    ingestor.metrics().request(signal, transport, e.reason());
+                    Err(e.to_status())
+                }
+            }
+        })
+    }
+}
+
+/// The gRPC service for all three export methods, as a tower service to mount in tonic's
+/// router (see [`routes`]).
+#[derive(Clone)]
+pub struct OtlpGrpcService {
+    ingestor: Arc<Ingestor>,
+}
+
+impl OtlpGrpcService {
+    pub fn new(ingestor: Arc<Ingestor>) -> Self {
+        Self { ingestor }
+    }
+
+    async fn unary<S: OtlpSignal, B>(
+        ingestor: Arc<Ingestor>,
+        req: http::Request<B>,
+    ) -> http::Response<tonic::body::Body>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Error: Into<tonic::codegen::StdError> + Send,
+    {
+        let limit = ingestor.config().max_body_bytes;
+        let mut grpc = Grpc::new(OtlpCodec::<S>(PhantomData))
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(limit);
+        let called = Arc::new(AtomicBool::new(false));
+        let handler = ExportHandler::<S> {
+            ingestor: ingestor.clone(),
+            called: called.clone(),
+            _signal: PhantomData,
+        };
+        let response = normalise_status(grpc.unary(handler, req).await);
+        if !called.load(Ordering::Relaxed) {
+            // Tonic refused the message before the handler ran (size, compression, decoding).
+            let reason = match grpc_status(&response) {
+                Some(Code::ResourceExhausted) => "too_large",
+                _ => "decode",
+            };
+            ingestor
+                .metrics()
+                .request(S::SIGNAL.as_str(), Transport::Grpc.as_str(), reason);
+        }
+        response
+    }
+}
+
+/// Rewrites the codes tonic's framing layer answers with into the ones OTLP prescribes: a
+/// message over the size limit is `RESOURCE_EXHAUSTED` (tonic says `OUT_OF_RANGE`), and a body
+/// that does not inflate is the client's fault, `INVALID_ARGUMENT` (tonic says `INTERNAL`).
+fn normalise_status(
+    mut response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let Some(code) = grpc_status(&response) else {
+        return response;
+    };
+    let headers = response.headers_mut();
+    // grpc-message is percent-encoded; the prefixes we look for have only spaces to decode.
+    let message = headers
+        .get("grpc-message")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).replace("%20", " "))
+        .unwrap_or_default();
+    let rewritten = match code {
+        Code::OutOfRange if message.contains("message length too large") => {
+            Some(Code::ResourceExhausted)
+        }
+        Code::Internal
+            if message.starts_with("Error decompressing")
+                || message.starts_with("protocol error") =>
+        {
+            Some(Code::InvalidArgument)
+        }
+        _ => None,
+    };
+    if let Some(code) = rewritten {
+        headers.insert("grpc-status", HeaderValue::from(code as i32));
+    }
+    response
+}
+
+/// The `grpc-status` of a trailers-only response (an error before any message).
+fn grpc_status<B>(response: &http::Response<B>) -> Option<Code> {
+    let code = response
+        .headers()
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(Code::from_i32(code))
+}
+
+impl<B> tower::Service<http::Request<B>> for OtlpGrpcService
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let ingestor = self.ingestor.clone();
+        Box::pin(async move {
+            let response = match req.uri().path() {
+                p if p == Traces::GRPC_PATH => Self::unary::<Traces, B>(ingestor, req).await,
+                p if p == Logs::GRPC_PATH => Self::unary::<Logs, B>(ingestor, req).await,
+                p if p == Metrics::GRPC_PATH => Self::unary::<Metrics, B>(ingestor, req).await,
+                _ => Status::unimplemented("unknown method").into_http(),
+            };
+            Ok(response)
+        })
+    }
+}
+
+/// The gRPC routes of the OTLP listener, for `tonic::transport::Server::add_routes`.
+pub fn routes(ingestor: Arc<Ingestor>) -> tonic::service::Routes {
+    let service = OtlpGrpcService::new(ingestor);
+    let router = axum::Router::new()
+        .route_service(Traces::GRPC_PATH, service.clone())
+        .route_service(Logs::GRPC_PATH, service.clone())
+        .route_service(Metrics::GRPC_PATH, service);
+    tonic::service::Routes::from(router)
+}

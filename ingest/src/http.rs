@@ -1,0 +1,217 @@
+//! OTLP/HTTP receiver: `POST /v1/traces`, `/v1/logs`, `/v1/metrics` with
+//! `application/x-protobuf` or `application/json` bodies, optionally gzip-compressed, with or
+//! without `Content-Length`.
+//!
+//! Responses use the request's content type. Failures carry a `google.rpc.Status` body
+//! (protobuf or JSON to match the request), with the status codes of the OTLP specification:
+//! 400 for undecodable data or an invalid tenant, 413 for a body over the limit (counted after
+//! decompression, so a gzip bomb stops at the limit), 415 for an unsupported content type or
+//! encoding.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue};
+use http_body_util::{BodyExt, Limited};
+use prost::Message;
+use strata_proto::status::Status;
+
+use crate::{IngestError, Ingestor, Logs, Metrics, OtlpSignal, TENANT_HEADER, Traces, Transport};
+
+const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
+
+/// The encodings OTLP/HTTP bodies come in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Protobuf,
+    Json,
+}
+
+impl Format {
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Protobuf => PROTOBUF,
+            Format::Json => JSON,
+        }
+    }
+
+    fn transport(self) -> Transport {
+        match self {
+            Format::Protobuf => Transport::HttpProtobuf,
+            Format::Json => Transport::HttpJson,
+        }
+    }
+}
+
+/// The router of the OTLP/HTTP listener.
+pub fn router(ingestor: Arc<Ingestor>) -> Router {
+    Router::new()
+        .route(Traces::HTTP_PATH, post(export::<Traces>))
+        .route(Logs::HTTP_PATH, post(export::<Logs>))
+        .route(Metrics::HTTP_PATH, post(export::<Metrics>))
+        // The handler enforces its own limit, after decompression.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(ingestor)
+}
+
+/// The body format a `Content-Type` names (parameters such as `charset` are ignored).
+pub fn format_of(headers: &HeaderMap) -> Result<Format, IngestError> {
+    let raw = headers
+        .get(CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let essence = raw
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        PROTOBUF => Ok(Format::Protobuf),
+        JSON => Ok(Format::Json),
+        _ => Err(IngestError::UnsupportedMediaType(raw)),
+    }
+}
+
+async fn export<S: OtlpSignal>(
+    State(ingestor): State<Arc<Ingestor>>,
+    request: Request,
+) -> Response {
+    let signal = S::SIGNAL.as_str();
+    let format = match format_of(request.headers()) {
+        Ok(f) => f,
+        Err(e) => {
+            ingestor.metrics().request(signal, "http", e.reason());
+            // The client's format is unknown: answer in JSON, which every client can read.
+            return error_response(&e, Format::Json);
+        }
+    };
+    match handle::<S>(&ingestor, format, request).await {
+        Ok(body) => {
+            ingestor
+                .metrics()
+                .request(signal, format.transport().as_str(), "ok");
+            (
+                [(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static(format.content_type()),
+                )],
+                body,
+            )
+                .into_response()
+        }
+        Err(e) => {
+            ingestor
+                .metrics()
+                .request(signal, format.transport().as_str(), e.reason());
+            if matches!(e, IngestError::Internal(_)) {
+                tracing::error!(error = %e, signal, "export failed");
+            }
+            error_response(&e, format)
+        }
+    }
+}
+
+async fn handle<S: OtlpSignal>(
+    ingestor: &Ingestor,
+    format: Format,
+    request: Request,
+) -> Result<Vec<u8>, IngestError> {
+    let headers = request.headers();
+    let tenant = Ingestor::tenant(headers.get(TENANT_HEADER).map(HeaderValue::as_bytes))?;
+    let gzip = content_encoding_is_gzip(headers)?;
+    let limit = ingestor.config().max_body_bytes;
+    let raw = read_body(request.into_body(), limit).await?;
+    let body = if gzip { gunzip(&raw, limit)? } else { raw };
+    let response = match format {
+        Format::Protobuf => {
+            let req = S::Request::decode(body.as_ref())
+                .map_err(|e| IngestError::Decode(format!("invalid protobuf body: {e}")))?;
+            let resp = ingestor.export::<S>(&tenant, req, body.len()).await?;
+            resp.encode_to_vec()
+        }
+        Format::Json => {
+            let req = S::decode_json(&body)
+                .map_err(|e| IngestError::Decode(format!("invalid OTLP/JSON body: {e}")))?;
+            let resp = ingestor.export::<S>(&tenant, req, body.len()).await?;
+            S::encode_json(&resp)
+        }
+    };
+    Ok(response)
+}
+
+/// `true` for gzip, `false` for no (or identity) encoding; an error for anything else.
+pub fn content_encoding_is_gzip(headers: &HeaderMap) -> Result<bool, IngestError> {
+    let Some(value) = headers.get(CONTENT_ENCODING) else {
+        return Ok(false);
+    };
+    let text = String::from_utf8_lossy(value.as_bytes())
+        .trim()
+        .to_ascii_lowercase();
+    match text.as_str() {
+        "" | "identity" => Ok(false),
+        "gzip" | "x-gzip" => Ok(true),
+        _ => Err(IngestError::UnsupportedEncoding(text)),
+    }
+}
+
+/// Reads a body of at most `limit` bytes, whether or not it declares a `Content-Length`.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, IngestError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(IngestError::TooLarge { limit })
+        }
+        Err(e) => Err(IngestError::Decode(format!(
+            "could not read request body: {e}"
+        ))),
+    }
+}
+
+/// Inflates a gzip body, refusing to produce more than `limit` bytes: memory stays bounded
+/// however well the input compresses.
+pub fn gunzip(compressed: &[u8], limit: usize) -> Result<Bytes, IngestError> {
+    let decoder = flate2::read::MultiGzDecoder::new(compressed);
+    let mut out = Vec::with_capacity((compressed.len() * 4).min(limit));
+    // Read one byte past the limit to tell "exactly at the limit" from "over it".
+    decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| IngestError::Decode(format!("invalid gzip body: {e}")))?;
+    if out.len() > limit {
+        return Err(IngestError::TooLarge { limit });
+    }
+    Ok(Bytes::from(out))
+}
+
+fn error_response(error: &IngestError, format: Format) -> Response {
+    let status = Status {
+        code: error.grpc_code() as i32,
+        message: error.to_string(),
+        details: Vec::new(),
+    };
+    let body = match format {
+        Format::Protobuf => status.encode_to_vec(),
+        Format::Json => status.to_json(),
+    };
+    (
+        error.http_status(),
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static(format.content_type()),
+        )],
+        body,
+    )
+        .into_response()
+}

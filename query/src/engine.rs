@@ -1,0 +1,171 @@
+//! The query engine: a DataFusion session per query that sees only the tenant's tables, with
+//! DDL, DML, `COPY`, `SET` and file or URL access switched off.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use strata_storage::{Signal, Storage, TenantId};
+
+use crate::error::{QueryError, Result};
+use crate::metrics::QueryMetrics;
+use crate::table::SignalTable;
+
+/// The URL under which the storage's object store is registered with DataFusion.
+pub const STORE_URL: &str = "strata://objects/";
+
+/// Catalog and schema names of a tenant's session (`strata.public.spans`).
+pub const CATALOG: &str = "strata";
+pub const SCHEMA: &str = "public";
+
+/// Settings of the query engine.
+#[derive(Debug, Clone)]
+pub struct QueryConfig {
+    /// Partitions (threads) a query plan fans out to.
+    pub target_partitions: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            target_partitions: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        }
+    }
+}
+
+/// A query's result: its schema and batches.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl QueryResult {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// Runs tenants' SQL over the storage engine.
+#[derive(Debug)]
+pub struct QueryEngine {
+    storage: Arc<Storage>,
+    runtime: Arc<RuntimeEnv>,
+    store_url: ObjectStoreUrl,
+    config: QueryConfig,
+    metrics: QueryMetrics,
+    /// CPU-heavy execution runs here, so queries never starve the ingest I/O threads.
+    executor: tokio::runtime::Handle,
+    executor_runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for QueryEngine {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks; the engine may be dropped on an async thread.
+        if let Some(runtime) = self.executor_runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl QueryEngine {
+    /// A query engine with its own multi-threaded runtime for execution.
+    pub fn new(storage: Arc<Storage>, config: QueryConfig) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.target_partitions.max(1))
+            .thread_name("strata-query")
+            .enable_all()
+            .build()
+            .map_err(|e| QueryError::Internal(format!("query runtime: {e}")))?;
+        let handle = runtime.handle().clone();
+        let mut engine = Self::with_executor(storage, config, handle)?;
+        engine.executor_runtime = Some(runtime);
+        Ok(engine)
+    }
+
+    /// A query engine that executes on an existing runtime (tests).
+    pub fn with_executor(
+        storage: Arc<Storage>,
+        config: QueryConfig,
+        executor: tokio::runtime::Handle,
+    ) -> Result<Self> {
+        let store_url = ObjectStoreUrl::parse(STORE_URL)?;
+        let runtime = RuntimeEnvBuilder::new().build_arc()?;
+        runtime.register_object_store(store_url.as_ref(), storage.object_store());
+        Ok(Self {
+            storage,
+            runtime,
+            store_url,
+            config,
+            metrics: QueryMetrics::default(),
+            executor,
+            executor_runtime: None,
+        })
+    }
+
+    /// Query counters and durations, for `/metrics`.
+    pub fn metrics(&self) -> &QueryMetrics {
+        &self.metrics
+    }
+
+    /// A session that sees only `tenant`'s tables.
+    pub fn session(&self, tenant: &TenantId) -> Result<SessionContext> {
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, SCHEMA)
+            .with_create_default_catalog_and_schema(true)
+            .with_information_schema(true)
+            .with_target_partitions(self.config.target_partitions);
+        let options = config.options_mut();
+        // The tables' schemas use Utf8; read Parquet strings as such, without casts.
+        options.execution.parquet.schema_force_view_types = false;
+        // Late materialisation: evaluate filters while decoding, skip pages that cannot match.
+        options.execution.parquet.pushdown_filters = true;
+        options.execution.parquet.reorder_filters = true;
+        let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
+        for signal in Signal::ALL {
+            let table = SignalTable::new(
+                self.storage.clone(),
+                tenant.clone(),
+                signal,
+                self.store_url.clone(),
+            );
+            ctx.register_table(signal.as_str(), Arc::new(table))?;
+        }
+        Ok(ctx)
+    }
+
+    /// What a tenant's SQL may do: read, nothing else.
+    pub fn sql_options() -> SQLOptions {
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+    }
+
+    /// Plans and runs one SQL statement as `tenant`.
+    pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<QueryResult> {
+        let started = Instant::now();
+        let result = self.run(tenant, sql).await;
+        self.metrics
+            .observe(tenant, started.elapsed(), result.as_ref().err());
+        result
+    }
+
+    async fn run(&self, tenant: &TenantId, sql: &str) -> Result<QueryResult> {
+        let ctx = self.session(tenant)?;
+        let frame = ctx.sql_with_options(sql, Self::sql_options()).await?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let batches = self
+            .executor
+            .spawn(async move { frame.collect().await })
+            .await
+            .map_err(|e| QueryError::Internal(format!("query task failed: {e}")))??;
+        Ok(QueryResult { schema, batches })
+    }
+}

@@ -1,0 +1,25 @@
+//! # strata-query
+//!
+//! SQL over a tenant's signal tables with Apache DataFusion.
+//!
+//! ```text
+//! SQL ─► QueryEngine::sql(tenant, sql)
+//!          └─ session: catalog strata.public = { spans, logs, metrics } of that tenant only
+//!               └─ SignalTable::scan ─► Storage::snapshot(tenant, signal, time range from filters)
+//!                    ├─ DataSourceExec(Parquet files on the object store; row groups pruned
+//!                    │    by statistics and bloom filters)
+//!                    └─ DataSourceExec(write-buffer batches)         ── UnionExec
+//! result ─► format: JSON rows, CSV, Arrow IPC stream
+//! ```
+//!
+//! Depends on `strata-storage` only.
+
+mod engine;
+mod error;
+pub mod format;
+mod metrics;
+pub mod table;
+
+pub use engine::{CATALOG, QueryConfig, QueryEngine, QueryResult, SCHEMA, STORE_URL};
+pub use error::{QueryError, Result};
+pub use metrics::QueryMetrics;

@@ -1,0 +1,289 @@
+//! The `spans`, `logs` and `metrics` tables of one tenant: a DataFusion table provider over
+//! the tenant's Parquet files (pruned by time) and its write buffer.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::{Result, ScalarValue, project_schema};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
+use strata_storage::schema::{TIME_COLUMN, schema_for};
+use strata_storage::{Signal, Storage, TenantId, TimeRange};
+
+/// One tenant's table of one signal.
+pub struct SignalTable {
+    storage: Arc<Storage>,
+    tenant: TenantId,
+    signal: Signal,
+    schema: SchemaRef,
+    store_url: ObjectStoreUrl,
+}
+
+impl fmt::Debug for SignalTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignalTable")
+            .field("tenant", &self.tenant)
+            .field("signal", &self.signal)
+            .finish()
+    }
+}
+
+impl SignalTable {
+    pub fn new(
+        storage: Arc<Storage>,
+        tenant: TenantId,
+        signal: Signal,
+        store_url: ObjectStoreUrl,
+    ) -> Self {
+        Self {
+            storage,
+            tenant,
+            signal,
+            schema: schema_for(signal),
+            store_url,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for SignalTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Filters prune files and row groups; DataFusion still applies them to every row.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let range = time_range(filters);
+        let snapshot = self.storage.snapshot(&self.tenant, self.signal, range);
+        let partitions = state.config().target_partitions().max(1);
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::with_capacity(2);
+
+        if !snapshot.files.is_empty() {
+            // Spread files over the partitions, largest first, onto the least loaded group.
+            let mut files = snapshot.files.clone();
+            files.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes).then(a.path.cmp(&b.path)));
+            let groups_len = partitions.min(files.len());
+            let mut groups: Vec<(i64, Vec<PartitionedFile>)> = vec![(0, Vec::new()); groups_len];
+            for file in files {
+                let (load, group) = groups
+                    .iter_mut()
+                    .min_by_key(|(load, _)| *load)
+                    .expect("at least one group");
+                *load += file.size_bytes;
+                group.push(PartitionedFile::new(
+                    file.path.clone(),
+                    file.size_bytes as u64,
+                ));
+            }
+            let source = ParquetSource::new(self.schema.clone())
+                .with_table_parquet_options(state.table_options().parquet.clone());
+            let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
+                .with_file_groups(
+                    groups
+                        .into_iter()
+                        .map(|(_, files)| FileGroup::new(files))
+                        .collect(),
+                )
+                .with_projection_indices(projection.cloned())?
+                .with_limit(limit)
+                .build();
+            inputs.push(DataSourceExec::from_data_source(config));
+        }
+
+        if !snapshot.batches.is_empty() {
+            let chunk = snapshot.batches.len().div_ceil(partitions);
+            let memory_partitions: Vec<Vec<_>> =
+                snapshot.batches.chunks(chunk).map(<[_]>::to_vec).collect();
+            let source = MemorySourceConfig::try_new(
+                &memory_partitions,
+                self.schema.clone(),
+                projection.cloned(),
+            )?
+            .with_limit(limit);
+            inputs.push(DataSourceExec::from_data_source(source));
+        }
+
+        Ok(match inputs.len() {
+            0 => Arc::new(EmptyExec::new(project_schema(&self.schema, projection)?)),
+            1 => inputs.pop().expect("one input"),
+            _ => UnionExec::try_new(inputs)?,
+        })
+    }
+}
+
+/// The time range a query's filters allow, for pruning files and buffered batches.
+/// Understands comparisons of `time` with timestamp literals (either side), `BETWEEN` and
+/// conjunctions; anything else leaves the range open.
+pub fn time_range(filters: &[Expr]) -> TimeRange {
+    let mut range = TimeRange::ALL;
+    for filter in filters {
+        narrow(&mut range, filter);
+    }
+    range
+}
+
+fn narrow(range: &mut TimeRange, expr: &Expr) {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            if *op == Operator::And {
+                narrow(range, left);
+                narrow(range, right);
+                return;
+            }
+            let (op, value) = match (is_time(left), is_time(right)) {
+                (true, false) => match literal_ns(right) {
+                    Some(v) => (*op, v),
+                    None => return,
+                },
+                (false, true) => match (literal_ns(left), op.swap()) {
+                    (Some(v), Some(op)) => (op, v),
+                    _ => return,
+                },
+                _ => return,
+            };
+            match op {
+                Operator::Eq => {
+                    lower(range, value);
+                    upper(range, value);
+                }
+                Operator::Gt => lower(range, value.saturating_add(1)),
+                Operator::GtEq => lower(range, value),
+                Operator::Lt => upper(range, value.saturating_sub(1)),
+                Operator::LtEq => upper(range, value),
+                _ => {}
+            }
+        }
+        Expr::Between(between) if !between.negated && is_time(&between.expr) => {
+            if let Some(lo) = literal_ns(&between.low) {
+                lower(range, lo);
+            }
+            if let Some(hi) = literal_ns(&between.high) {
+                upper(range, hi);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn lower(range: &mut TimeRange, v: i64) {
+    range.start = Some(range.start.map_or(v, |s| s.max(v)));
+}
+
+fn upper(range: &mut TimeRange, v: i64) {
+    range.end = Some(range.end.map_or(v, |e| e.min(v)));
+}
+
+fn is_time(expr: &Expr) -> bool {
+    matches!(expr, Expr::Column(c) if c.name == TIME_COLUMN)
+}
+
+/// A timestamp literal in nanoseconds since the epoch.
+fn literal_ns(expr: &Expr) -> Option<i64> {
+    let Expr::Literal(value, _) = expr else {
+        return None;
+    };
+    match value {
+        ScalarValue::TimestampNanosecond(Some(v), _) => Some(*v),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => v.checked_mul(1_000),
+        ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000_000),
+        ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000_000),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::logical_expr::{col, lit};
+
+    fn ts(v: i64) -> Expr {
+        lit(ScalarValue::TimestampNanosecond(
+            Some(v),
+            Some("UTC".into()),
+        ))
+    }
+
+    #[test]
+    fn ranges_from_comparisons() {
+        let r = time_range(&[col("time").gt_eq(ts(10)), col("time").lt(ts(20))]);
+        assert_eq!(
+            r,
+            TimeRange {
+                start: Some(10),
+                end: Some(19)
+            }
+        );
+        // Literal on the left, operator mirrored.
+        let r = time_range(&[ts(10).lt(col("time"))]);
+        assert_eq!(
+            r,
+            TimeRange {
+                start: Some(11),
+                end: None
+            }
+        );
+        let r = time_range(&[col("time").between(ts(5), ts(7))]);
+        assert_eq!(
+            r,
+            TimeRange {
+                start: Some(5),
+                end: Some(7)
+            }
+        );
+        let r = time_range(&[col("time").gt(ts(1)).and(col("time").lt_eq(ts(3)))]);
+        assert_eq!(
+            r,
+            TimeRange {
+                start: Some(2),
+                end: Some(3)
+            }
+        );
+        let r = time_range(&[col("time").eq(ts(4))]);
+        assert_eq!(
+            r,
+            TimeRange {
+                start: Some(4),
+                end: Some(4)
+            }
+        );
+    }
+
+    #[test]
+    fn other_filters_leave_the_range_open() {
+        let r = time_range(&[
+            col("time").gt(ts(1)).or(col("time").lt(ts(0))),
+            col("end_time").gt(ts(5)),
+            col("time").not_eq(ts(3)),
+            col("name").eq(lit("x")),
+        ]);
+        assert_eq!(r, TimeRange::ALL);
+    }
+}

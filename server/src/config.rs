@@ -1,0 +1,429 @@
+//! Command line, environment and configuration file.
+//!
+//! Every option of `strata serve` is a flag, an environment variable `STRATA_<FLAG>` and a key
+//! of the TOML file given by `--config`. One precedence, tested below:
+//! flags > environment > file > defaults. `docs/CONFIG.md` lists every option.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+/// Strata: an OpenTelemetry-native observability backend.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a Strata node: OTLP receivers, storage, SQL API.
+    Serve(Box<ServeArgs>),
+    /// Run one SQL query against a running node and print the result.
+    Sql(SqlArgs),
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of `strata serve`. All optional here: unset ones fall back to the file, then to the
+/// defaults (see [`ServeArgs::resolve`]).
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file; its keys are the flag names with `_` for `-`.
+    #[arg(long, env = "STRATA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Directory for local state (catalog database, default object store) [default: ./data]
+    #[arg(long, env = "STRATA_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Object store URL: file:///path, s3://bucket/prefix, gs://bucket/prefix or memory://
+    /// [default: file://<data-dir>/objects]
+    #[arg(long, env = "STRATA_STORAGE", value_name = "URL")]
+    pub storage: Option<String>,
+
+    /// Catalog database URL: sqlite://path or postgres://user:pass@host/db
+    /// [default: sqlite://<data-dir>/catalog.db]
+    #[arg(long, env = "STRATA_CATALOG", value_name = "URL")]
+    pub catalog: Option<String>,
+
+    /// Address of the OTLP/gRPC listener [default: 0.0.0.0:4317]
+    #[arg(long, env = "STRATA_GRPC_LISTEN", value_name = "ADDR")]
+    pub grpc_listen: Option<SocketAddr>,
+
+    /// Address of the OTLP/HTTP listener [default: 0.0.0.0:4318]
+    #[arg(long, env = "STRATA_OTLP_HTTP_LISTEN", value_name = "ADDR")]
+    pub otlp_http_listen: Option<SocketAddr>,
+
+    /// Address of the HTTP API (SQL, health, metrics) and UI [default: 0.0.0.0:8080]
+    #[arg(long, env = "STRATA_HTTP_LISTEN", value_name = "ADDR")]
+    pub http_listen: Option<SocketAddr>,
+
+    /// Log format [default: text]
+    #[arg(long, env = "STRATA_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// Log filter, e.g. `info` or `strata_storage=debug,info` [default: info]
+    #[arg(long, env = "STRATA_LOG_LEVEL", value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    /// Largest OTLP request body accepted, in bytes, counted after decompression
+    /// [default: 20971520 (20 MiB)]
+    #[arg(long, env = "STRATA_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+
+    /// A table's write buffer is flushed to Parquet once its oldest row is this old, e.g.
+    /// `30s`, `5m` [default: 30s]
+    #[arg(long, env = "STRATA_FLUSH_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub flush_interval: Option<Duration>,
+
+    /// A table's write buffer is flushed once it holds this many bytes of Arrow data
+    /// [default: 67108864 (64 MiB)]
+    #[arg(long, env = "STRATA_FLUSH_MAX_BYTES", value_name = "BYTES")]
+    pub flush_max_bytes: Option<usize>,
+
+    /// Threads that execute queries [default: the number of CPUs]
+    #[arg(long, env = "STRATA_QUERY_THREADS", value_name = "N")]
+    pub query_threads: Option<usize>,
+}
+
+/// The keys of the configuration file (each optional; unknown keys are an error).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub storage: Option<String>,
+    pub catalog: Option<String>,
+    pub grpc_listen: Option<SocketAddr>,
+    pub otlp_http_listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
+    pub log_format: Option<LogFormat>,
+    pub log_level: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub flush_interval: Option<Duration>,
+    pub flush_max_bytes: Option<usize>,
+    pub query_threads: Option<usize>,
+}
+
+/// The resolved configuration of a node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub storage: String,
+    pub catalog: String,
+    pub grpc_listen: SocketAddr,
+    pub otlp_http_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub max_body_bytes: usize,
+    pub flush_interval: Duration,
+    pub flush_max_bytes: usize,
+    pub query_threads: usize,
+}
+
+/// Why the configuration could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl ServeArgs {
+    /// Reads the file named by `--config` (if any) and resolves every option.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        self.resolve_with(file)
+    }
+
+    /// Resolves every option: flag (or its env var, which clap folds in) > file > default.
+    pub fn resolve_with(self, file: FileConfig) -> Result<Config, ConfigError> {
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let data_dir = absolute(&data_dir)?;
+        let storage = self
+            .storage
+            .or(file.storage)
+            .unwrap_or_else(|| format!("file://{}", data_dir.join("objects").display()));
+        let catalog = self
+            .catalog
+            .or(file.catalog)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("catalog.db").display()));
+        let default_addr = |port: u16| SocketAddr::from(([0, 0, 0, 0], port));
+        let max_body_bytes = self
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(strata_ingest::DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "max_body_bytes must be above 0".into(),
+            ));
+        }
+        let query_threads = self
+            .query_threads
+            .or(file.query_threads)
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2)
+            });
+        if query_threads == 0 {
+            return Err(ConfigError::Invalid("query_threads must be above 0".into()));
+        }
+        Ok(Config {
+            data_dir,
+            storage,
+            catalog,
+            grpc_listen: self
+                .grpc_listen
+                .or(file.grpc_listen)
+                .unwrap_or(default_addr(4317)),
+            otlp_http_listen: self
+                .otlp_http_listen
+                .or(file.otlp_http_listen)
+                .unwrap_or(default_addr(4318)),
+            http_listen: self
+                .http_listen
+                .or(file.http_listen)
+                .unwrap_or(default_addr(8080)),
+            log_format: self
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
+            log_level: self
+                .log_level
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".into()),
+            max_body_bytes,
+            flush_interval: self
+                .flush_interval
+                .or(file.flush_interval)
+                .unwrap_or(Duration::from_secs(30)),
+            flush_max_bytes: self
+                .flush_max_bytes
+                .or(file.flush_max_bytes)
+                .unwrap_or(64 * 1024 * 1024),
+            query_threads,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, ConfigError> {
+    std::path::absolute(path)
+        .map_err(|e| ConfigError::Invalid(format!("data_dir {}: {e}", path.display())))
+}
+
+/// Parses `500ms`, `30s`, `5m`, `2h` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}; use e.g. 500ms, 30s, 5m, 2h"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        "d" => value * 86400.0,
+        other => return Err(format!("invalid duration unit {other:?} in {text:?}")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text: Option<String> = Option::deserialize(d)?;
+    text.map(|t| parse_duration(&t).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// Flags of `strata sql`.
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// The SQL statement to run.
+    pub query: String,
+
+    /// Base URL of the node's HTTP API.
+    #[arg(long, env = "STRATA_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+
+    /// Tenant to query as (sent as X-Scope-OrgID).
+    #[arg(long, env = "STRATA_TENANT", default_value = strata_storage::DEFAULT_TENANT)]
+    pub tenant: String,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+}
+
+/// How `strata sql` prints results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// An aligned text table.
+    Table,
+    /// The API's JSON.
+    Json,
+    /// CSV with a header row.
+    Csv,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> ServeArgs {
+        let mut argv = vec!["strata", "serve"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(args) => *args,
+            Command::Sql(_) => unreachable!(),
+        }
+    }
+
+    /// The whole precedence chain, in one test because environment variables are global to
+    /// the test process.
+    #[test]
+    fn flags_beat_env_beat_file_beat_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("strata.toml");
+        std::fs::write(
+            &file,
+            r#"
+                data_dir = "/from/file"
+                storage = "memory://"
+                grpc_listen = "127.0.0.1:1001"
+                otlp_http_listen = "127.0.0.1:1002"
+                http_listen = "127.0.0.1:1003"
+                flush_interval = "5m"
+                log_format = "json"
+            "#,
+        )
+        .unwrap();
+        let config_flag = format!("--config={}", file.display());
+
+        // Defaults only.
+        let c = parse(&["--data-dir=/d"]).resolve().unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/d"));
+        assert_eq!(c.storage, "file:///d/objects");
+        assert_eq!(c.catalog, "sqlite:///d/catalog.db");
+        assert_eq!(c.grpc_listen, "0.0.0.0:4317".parse().unwrap());
+        assert_eq!(c.otlp_http_listen, "0.0.0.0:4318".parse().unwrap());
+        assert_eq!(c.http_listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.max_body_bytes, 20 * 1024 * 1024);
+        assert_eq!(c.flush_interval, Duration::from_secs(30));
+        assert_eq!(c.log_format, LogFormat::Text);
+
+        // The file beats the defaults.
+        let c = parse(&[&config_flag]).resolve().unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(c.storage, "memory://");
+        assert_eq!(c.catalog, "sqlite:///from/file/catalog.db");
+        assert_eq!(c.grpc_listen, "127.0.0.1:1001".parse().unwrap());
+        assert_eq!(c.flush_interval, Duration::from_secs(300));
+        assert_eq!(c.log_format, LogFormat::Json);
+
+        // The environment beats the file.
+        // SAFETY: no other test of this binary reads these variables.
+        unsafe {
+            std::env::set_var("STRATA_GRPC_LISTEN", "127.0.0.1:2001");
+            std::env::set_var("STRATA_DATA_DIR", "/from/env");
+            std::env::set_var("STRATA_CONFIG", file.display().to_string());
+        }
+        let c = parse(&[]).resolve().unwrap();
+        assert_eq!(c.grpc_listen, "127.0.0.1:2001".parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from("/from/env"));
+        assert_eq!(
+            c.otlp_http_listen,
+            "127.0.0.1:1002".parse().unwrap(),
+            "file still applies"
+        );
+
+        // Flags beat the environment.
+        let c = parse(&["--grpc-listen=127.0.0.1:3001", "--data-dir=/from/flag"])
+            .resolve()
+            .unwrap();
+        assert_eq!(c.grpc_listen, "127.0.0.1:3001".parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(
+            c.http_listen,
+            "127.0.0.1:1003".parse().unwrap(),
+            "file still applies"
+        );
+        unsafe {
+            std::env::remove_var("STRATA_GRPC_LISTEN");
+            std::env::remove_var("STRATA_DATA_DIR");
+            std::env::remove_var("STRATA_CONFIG");
+        }
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "grpc_listn = \"x\"\n").unwrap();
+        let err = ServeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("grpc_listn"), "{err}");
+        let err = ServeArgs {
+            config: Some(dir.path().join("missing.toml")),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1.5m").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+}
