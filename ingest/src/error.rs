@@ -26,7 +26,21 @@ pub enum IngestError {
     /// The `Content-Encoding` is not one Strata decodes.
     #[error("unsupported content encoding {0:?}; use gzip or none")]
     UnsupportedEncoding(String),
-    /// A fault on our side; the client may retry.
+    /// The node takes no more data for now (write buffer over its memory limit): HTTP 429,
+    /// gRPC `UNAVAILABLE`, with a retry delay.
+    #[error("{reason}; retry in {retry_after_secs}s")]
+    Throttled {
+        reason: String,
+        retry_after_secs: u32,
+    },
+    /// The node cannot make data durable for now (WAL full or failing, shutting down): HTTP
+    /// 503, gRPC `UNAVAILABLE`, with a retry delay.
+    #[error("{reason}; retry in {retry_after_secs}s")]
+    Unavailable {
+        reason: String,
+        retry_after_secs: u32,
+    },
+    /// A fault on our side.
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -40,7 +54,22 @@ impl IngestError {
             IngestError::UnsupportedMediaType(_) | IngestError::UnsupportedEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
+            IngestError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            IngestError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Seconds the client should wait before retrying, for retryable errors.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            IngestError::Throttled {
+                retry_after_secs, ..
+            }
+            | IngestError::Unavailable {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
         }
     }
 
@@ -52,6 +81,7 @@ impl IngestError {
             | IngestError::UnsupportedMediaType(_)
             | IngestError::UnsupportedEncoding(_) => Code::InvalidArgument,
             IngestError::TooLarge { .. } => Code::ResourceExhausted,
+            IngestError::Throttled { .. } | IngestError::Unavailable { .. } => Code::Unavailable,
             IngestError::Internal(_) => Code::Internal,
         }
     }
@@ -64,18 +94,58 @@ impl IngestError {
             IngestError::TooLarge { .. } => "too_large",
             IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
             IngestError::UnsupportedEncoding(_) => "unsupported_encoding",
+            IngestError::Throttled { .. } => "throttled",
+            IngestError::Unavailable { .. } => "unavailable",
             IngestError::Internal(_) => "internal",
         }
     }
 
-    /// As a gRPC status.
+    /// As a `google.rpc.Status`, with a `RetryInfo` detail for retryable errors.
+    pub fn to_rpc_status(&self) -> strata_proto::status::Status {
+        strata_proto::status::Status {
+            code: self.grpc_code() as i32,
+            message: self.to_string(),
+            details: self
+                .retry_after()
+                .map(|s| strata_proto::status::Any::retry_info(i64::from(s)))
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// As a gRPC status (with `RetryInfo` in `grpc-status-details-bin` when retryable).
     pub fn to_status(&self) -> tonic::Status {
-        tonic::Status::new(self.grpc_code(), self.to_string())
+        if self.retry_after().is_some() {
+            use prost::Message as _;
+            let details = self.to_rpc_status().encode_to_vec();
+            tonic::Status::with_details(self.grpc_code(), self.to_string(), details.into())
+        } else {
+            tonic::Status::new(self.grpc_code(), self.to_string())
+        }
     }
 }
 
 impl From<strata_storage::Error> for IngestError {
     fn from(e: strata_storage::Error) -> Self {
-        IngestError::Internal(e.to_string())
+        use strata_storage::Error as E;
+        match e {
+            E::BufferFull => IngestError::Throttled {
+                reason: "the write buffer is over its memory limit".into(),
+                retry_after_secs: 5,
+            },
+            E::WalFull => IngestError::Unavailable {
+                reason: "the write-ahead log is full".into(),
+                retry_after_secs: 10,
+            },
+            E::ShuttingDown => IngestError::Unavailable {
+                reason: "the node is shutting down".into(),
+                retry_after_secs: 1,
+            },
+            E::Io(e) => IngestError::Unavailable {
+                reason: format!("cannot write the write-ahead log: {e}"),
+                retry_after_secs: 5,
+            },
+            other => IngestError::Internal(other.to_string()),
+        }
     }
 }

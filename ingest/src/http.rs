@@ -21,7 +21,6 @@ use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue};
 use http_body_util::{BodyExt, Limited};
 use prost::Message;
-use strata_proto::status::Status;
 
 use crate::{IngestError, Ingestor, Logs, Metrics, OtlpSignal, TENANT_HEADER, Traces, Transport};
 
@@ -112,8 +111,12 @@ async fn export<S: OtlpSignal>(
             ingestor
                 .metrics()
                 .request(signal, format.transport().as_str(), e.reason());
-            if matches!(e, IngestError::Internal(_)) {
-                tracing::error!(error = %e, signal, "export failed");
+            match &e {
+                IngestError::Internal(_) => tracing::error!(error = %e, signal, "export failed"),
+                IngestError::Unavailable { .. } | IngestError::Throttled { .. } => {
+                    tracing::warn!(error = %e, signal, "export refused")
+                }
+                _ => {}
             }
             error_response(&e, format)
         }
@@ -196,16 +199,12 @@ pub fn gunzip(compressed: &[u8], limit: usize) -> Result<Bytes, IngestError> {
 }
 
 fn error_response(error: &IngestError, format: Format) -> Response {
-    let status = Status {
-        code: error.grpc_code() as i32,
-        message: error.to_string(),
-        details: Vec::new(),
-    };
+    let status = error.to_rpc_status();
     let body = match format {
         Format::Protobuf => status.encode_to_vec(),
         Format::Json => status.to_json(),
     };
-    (
+    let mut response = (
         error.http_status(),
         [(
             CONTENT_TYPE,
@@ -213,5 +212,11 @@ fn error_response(error: &IngestError, format: Format) -> Response {
         )],
         body,
     )
-        .into_response()
+        .into_response();
+    if let Some(seconds) = error.retry_after() {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }

@@ -130,7 +130,7 @@ impl Ingestor {
             signal: S::SIGNAL.as_str(),
         };
         if let Some(batch) = converted.batch {
-            self.storage.write(tenant, S::SIGNAL, batch)?;
+            self.storage.write(tenant, S::SIGNAL, batch).await?;
         }
         self.metrics
             .items

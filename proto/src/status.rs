@@ -52,6 +52,40 @@ pub struct Any {
     pub value: Vec<u8>,
 }
 
+/// Type URL of `google.rpc.RetryInfo`.
+pub const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
+
+/// `google.rpc.RetryInfo`: how long the client should wait before retrying.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    pub retry_delay: Option<ProtoDuration>,
+}
+
+/// `google.protobuf.Duration`.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ProtoDuration {
+    #[prost(int64, tag = "1")]
+    pub seconds: i64,
+    #[prost(int32, tag = "2")]
+    pub nanos: i32,
+}
+
+impl Any {
+    /// A `RetryInfo` detail asking the client to wait `seconds` before retrying (OTLP's
+    /// throttling signal).
+    pub fn retry_info(seconds: i64) -> Self {
+        use prost::Message as _;
+        Self {
+            type_url: RETRY_INFO_TYPE.into(),
+            value: RetryInfo {
+                retry_delay: Some(ProtoDuration { seconds, nanos: 0 }),
+            }
+            .encode_to_vec(),
+        }
+    }
+}
+
 impl Status {
     /// A status without details.
     pub fn new(code: i32, message: impl Into<String>) -> Self {
@@ -91,8 +125,20 @@ impl Serialize for Status {
 
 impl Serialize for Any {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use prost::Message as _;
         let mut map = serializer.serialize_map(Some(2))?;
         map.serialize_entry("@type", &self.type_url)?;
+        // The one well-known detail Strata sends gets its proto3 JSON form.
+        if self.type_url == RETRY_INFO_TYPE
+            && let Ok(info) = RetryInfo::decode(self.value.as_slice())
+        {
+            let delay = info.retry_delay.unwrap_or_default();
+            map.serialize_entry(
+                "retryDelay",
+                &format!("{}s", delay.seconds as f64 + f64::from(delay.nanos) / 1e9),
+            )?;
+            return map.end();
+        }
         map.serialize_entry(
             "value",
             &base64::engine::general_purpose::STANDARD.encode(&self.value),
@@ -119,15 +165,22 @@ mod tests {
     }
 
     #[test]
-    fn json_writes_details_as_type_and_base64() {
+    fn json_writes_retry_info_and_other_details() {
         let status = Status {
             code: RESOURCE_EXHAUSTED,
             message: "slow down".into(),
-            details: vec![Any {
-                type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
-                value: vec![0x0a, 0x02, 0x08, 0x05],
-            }],
+            details: vec![
+                Any {
+                    type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+                    value: vec![0x0a, 0x02, 0x08, 0x05],
+                },
+                Any {
+                    type_url: "type.googleapis.com/example.Other".into(),
+                    value: vec![1, 2],
+                },
+            ],
         };
+        assert_eq!(status.details[0], Any::retry_info(5));
         let json: serde_json::Value = serde_json::from_slice(&status.to_json()).unwrap();
         assert_eq!(
             json,
@@ -136,7 +189,10 @@ mod tests {
                 "message": "slow down",
                 "details": [{
                     "@type": "type.googleapis.com/google.rpc.RetryInfo",
-                    "value": "CgIIBQ==",
+                    "retryDelay": "5s",
+                }, {
+                    "@type": "type.googleapis.com/example.Other",
+                    "value": "AQI=",
                 }],
             })
         );

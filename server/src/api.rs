@@ -1,7 +1,7 @@
 //! The HTTP API: `POST /api/v1/sql`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -18,12 +18,35 @@ use strata_query::{QueryEngine, QueryError};
 /// Largest SQL request body.
 pub const MAX_SQL_BODY_BYTES: usize = 1024 * 1024;
 
-/// What the API handlers share.
-#[derive(Clone)]
+/// What the API handlers share. Until the node is ready (the WAL is replayed), only the
+/// health endpoints answer; the others say 503.
+#[derive(Clone, Default)]
 pub struct ApiState {
-    pub engine: Arc<QueryEngine>,
-    pub registry: Arc<Registry>,
-    pub ready: Arc<AtomicBool>,
+    inner: Arc<OnceLock<Ready>>,
+}
+
+struct Ready {
+    engine: Arc<QueryEngine>,
+    registry: Registry,
+}
+
+impl ApiState {
+    /// The state of a node that is still starting.
+    pub fn starting() -> Self {
+        Self::default()
+    }
+
+    /// Makes the API serve queries and metrics.
+    pub fn ready(&self, engine: Arc<QueryEngine>, registry: Registry) {
+        let _ = self.inner.set(Ready { engine, registry });
+    }
+
+    fn get(&self) -> Result<&Ready, ApiError> {
+        self.inner.get().ok_or_else(|| ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "the node is starting (replaying its write-ahead log)".into(),
+        })
+    }
 }
 
 /// The router of the HTTP API listener.
@@ -98,7 +121,7 @@ async fn sql(
         ApiError::bad_request(format!("request body must be JSON {{\"sql\": \"…\"}}: {e}"))
     })?;
     let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let result = state.engine.sql(&tenant, &request.sql).await?;
+    let result = state.get()?.engine.sql(&tenant, &request.sql).await?;
     let body = format.encode(&result)?;
     Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
 }
@@ -108,16 +131,19 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<ApiState>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response()
+    match state.get() {
+        Ok(_) => (StatusCode::OK, "ready").into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response(),
     }
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {
+    let ready = match state.get() {
+        Ok(ready) => ready,
+        Err(e) => return e.into_response(),
+    };
     let mut text = String::new();
-    match prometheus_client::encoding::text::encode(&mut text, &state.registry) {
+    match prometheus_client::encoding::text::encode(&mut text, &ready.registry) {
         Ok(()) => (
             [(
                 header::CONTENT_TYPE,

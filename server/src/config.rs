@@ -97,6 +97,29 @@ pub struct ServeArgs {
     /// Threads that execute queries [default: the number of CPUs]
     #[arg(long, env = "STRATA_QUERY_THREADS", value_name = "N")]
     pub query_threads: Option<usize>,
+
+    /// Writes are refused with HTTP 429 / gRPC UNAVAILABLE while the write buffers of all
+    /// tables together hold this many bytes [default: 1073741824 (1 GiB)]
+    #[arg(long, env = "STRATA_MAX_BUFFER_BYTES", value_name = "BYTES")]
+    pub max_buffer_bytes: Option<usize>,
+
+    /// Directory of the write-ahead log [default: <data-dir>/wal]
+    #[arg(long, env = "STRATA_WAL_DIR", value_name = "DIR")]
+    pub wal_dir: Option<PathBuf>,
+
+    /// How long the WAL writer waits to group more writes into one fsync; 0 groups only the
+    /// writes that arrive during the previous fsync [default: 0ms]
+    #[arg(long, env = "STRATA_WAL_SYNC_DELAY", value_name = "DURATION", value_parser = parse_duration)]
+    pub wal_sync_delay: Option<Duration>,
+
+    /// A WAL segment is sealed once it holds this many bytes [default: 67108864 (64 MiB)]
+    #[arg(long, env = "STRATA_WAL_SEGMENT_BYTES", value_name = "BYTES")]
+    pub wal_segment_bytes: Option<u64>,
+
+    /// Writes are refused with HTTP 503 / gRPC UNAVAILABLE while the WAL holds this many bytes
+    /// (data not yet in Parquet) [default: 8589934592 (8 GiB)]
+    #[arg(long, env = "STRATA_WAL_MAX_BYTES", value_name = "BYTES")]
+    pub wal_max_bytes: Option<u64>,
 }
 
 /// The keys of the configuration file (each optional; unknown keys are an error).
@@ -116,6 +139,12 @@ pub struct FileConfig {
     pub flush_interval: Option<Duration>,
     pub flush_max_bytes: Option<usize>,
     pub query_threads: Option<usize>,
+    pub max_buffer_bytes: Option<usize>,
+    pub wal_dir: Option<PathBuf>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub wal_sync_delay: Option<Duration>,
+    pub wal_segment_bytes: Option<u64>,
+    pub wal_max_bytes: Option<u64>,
 }
 
 /// The resolved configuration of a node.
@@ -133,6 +162,11 @@ pub struct Config {
     pub flush_interval: Duration,
     pub flush_max_bytes: usize,
     pub query_threads: usize,
+    pub max_buffer_bytes: usize,
+    pub wal_dir: PathBuf,
+    pub wal_sync_delay: Duration,
+    pub wal_segment_bytes: u64,
+    pub wal_max_bytes: u64,
 }
 
 /// Why the configuration could not be resolved.
@@ -195,7 +229,30 @@ impl ServeArgs {
         if query_threads == 0 {
             return Err(ConfigError::Invalid("query_threads must be above 0".into()));
         }
+        let wal_dir = self
+            .wal_dir
+            .or(file.wal_dir)
+            .map(|d| absolute(&d))
+            .transpose()?
+            .unwrap_or_else(|| data_dir.join("wal"));
         Ok(Config {
+            max_buffer_bytes: self
+                .max_buffer_bytes
+                .or(file.max_buffer_bytes)
+                .unwrap_or(1024 * 1024 * 1024),
+            wal_dir,
+            wal_sync_delay: self
+                .wal_sync_delay
+                .or(file.wal_sync_delay)
+                .unwrap_or(Duration::ZERO),
+            wal_segment_bytes: self
+                .wal_segment_bytes
+                .or(file.wal_segment_bytes)
+                .unwrap_or(64 * 1024 * 1024),
+            wal_max_bytes: self
+                .wal_max_bytes
+                .or(file.wal_max_bytes)
+                .unwrap_or(8 * 1024 * 1024 * 1024),
             data_dir,
             storage,
             catalog,
@@ -335,6 +392,7 @@ mod tests {
                 http_listen = "127.0.0.1:1003"
                 flush_interval = "5m"
                 log_format = "json"
+                wal_sync_delay = "2ms"
             "#,
         )
         .unwrap();
@@ -351,6 +409,9 @@ mod tests {
         assert_eq!(c.max_body_bytes, 20 * 1024 * 1024);
         assert_eq!(c.flush_interval, Duration::from_secs(30));
         assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.wal_dir, PathBuf::from("/d/wal"));
+        assert_eq!(c.wal_sync_delay, Duration::ZERO);
+        assert_eq!(c.max_buffer_bytes, 1 << 30);
 
         // The file beats the defaults.
         let c = parse(&[&config_flag]).resolve().unwrap();
@@ -360,6 +421,8 @@ mod tests {
         assert_eq!(c.grpc_listen, "127.0.0.1:1001".parse().unwrap());
         assert_eq!(c.flush_interval, Duration::from_secs(300));
         assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.wal_dir, PathBuf::from("/from/file/wal"));
+        assert_eq!(c.wal_sync_delay, Duration::from_millis(2));
 
         // The environment beats the file.
         // SAFETY: no other test of this binary reads these variables.

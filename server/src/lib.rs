@@ -13,8 +13,9 @@
 //!             └────────────────────────────────────────────────────────────┘
 //! ```
 //!
-//! [`Node::start`] takes a resolved [`Config`] and returns once every listener is bound, so
-//! tests can start a whole node on port 0 in one process and learn its addresses.
+//! [`Node::start`] takes a resolved [`Config`] and returns once every listener is bound and
+//! the WAL is replayed, so tests can start a whole node on port 0 in one process and learn
+//! its addresses.
 
 pub mod api;
 pub mod config;
@@ -23,11 +24,11 @@ pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use prometheus_client::registry::Registry;
 use strata_ingest::{IngestConfig, Ingestor};
 use strata_query::{QueryConfig, QueryEngine};
+use strata_storage::wal::WalConfig;
 use strata_storage::{SqlCatalog, Storage, StorageConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -65,18 +66,43 @@ pub struct Node {
     pub http_addr: SocketAddr,
     pub storage: Arc<Storage>,
     pub engine: Arc<QueryEngine>,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    /// Stops the OTLP listeners.
+    stop_ingest: watch::Sender<bool>,
+    /// Stops the flusher (which then flushes everything and closes the WAL).
+    stop_flusher: watch::Sender<bool>,
+    /// Stops the HTTP API listener.
+    stop_api: watch::Sender<bool>,
+    ingest_tasks: Vec<JoinHandle<()>>,
     flusher: JoinHandle<()>,
+    api_task: JoinHandle<()>,
 }
 
 impl Node {
-    /// Opens storage, binds the listeners and starts serving.
+    /// Binds the listeners, serves `/healthz` and `/readyz` at once, opens storage (replaying
+    /// the WAL), then starts taking OTLP data and queries and turns `/readyz` ready.
     pub async fn start(config: Config) -> Result<Node, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;
+        // Bind everything first: a taken port fails the start before any work is done.
+        let grpc = bind("otlp-grpc", config.grpc_listen).await?;
+        let otlp_http = bind("otlp-http", config.otlp_http_listen).await?;
+        let http = bind("http", config.http_listen).await?;
+        let grpc_addr = local_addr(&grpc, config.grpc_listen);
+        let otlp_http_addr = local_addr(&otlp_http, config.otlp_http_listen);
+        let http_addr = local_addr(&http, config.http_listen);
+
+        let (stop_api, api_rx) = watch::channel(false);
+        let api_state = api::ApiState::starting();
+        let api_task = tokio::spawn(serve_http(
+            "http",
+            http,
+            api::router(api_state.clone()),
+            api_rx,
+        ));
+        tracing::info!(listener = "http", addr = %http_addr, "listening");
+
         let storage = build_storage(&config).await?;
         let ingestor = Ingestor::new(
             storage.clone(),
@@ -96,52 +122,25 @@ impl Node {
         engine.metrics().register(&mut registry);
         telemetry::register_storage(&mut registry, storage.clone());
 
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let ready = Arc::new(AtomicBool::new(false));
+        let (stop_ingest, ingest_rx) = watch::channel(false);
+        let ingest_tasks = vec![
+            tokio::spawn(serve_grpc(
+                grpc,
+                strata_ingest::grpc::routes(ingestor.clone()),
+                ingest_rx.clone(),
+            )),
+            tokio::spawn(serve_http(
+                "otlp-http",
+                otlp_http,
+                strata_ingest::http::router(ingestor.clone()),
+                ingest_rx,
+            )),
+        ];
+        let (stop_flusher, flusher_rx) = watch::channel(false);
+        let flusher = tokio::spawn(storage.clone().run_flusher(wait_for_shutdown(flusher_rx)));
 
-        let grpc = bind("otlp-grpc", config.grpc_listen).await?;
-        let otlp_http = bind("otlp-http", config.otlp_http_listen).await?;
-        let http = bind("http", config.http_listen).await?;
-        let grpc_addr = local_addr(&grpc, config.grpc_listen);
-        let otlp_http_addr = local_addr(&otlp_http, config.otlp_http_listen);
-        let http_addr = local_addr(&http, config.http_listen);
-
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(serve_grpc(
-            grpc,
-            strata_ingest::grpc::routes(ingestor.clone()),
-            shutdown_rx.clone(),
-        )));
-        tasks.push(tokio::spawn(serve_http(
-            "otlp-http",
-            otlp_http,
-            strata_ingest::http::router(ingestor.clone()),
-            shutdown_rx.clone(),
-        )));
-        let api = api::router(api::ApiState {
-            engine: engine.clone(),
-            registry: Arc::new(registry),
-            ready: ready.clone(),
-        });
-        tasks.push(tokio::spawn(serve_http(
-            "http",
-            http,
-            api,
-            shutdown_rx.clone(),
-        )));
-
-        let flusher = tokio::spawn(
-            storage
-                .clone()
-                .run_flusher(wait_for_shutdown(shutdown_rx.clone())),
-        );
-
-        ready.store(true, Ordering::Release);
-        for (listener, addr) in [
-            ("otlp-grpc", grpc_addr),
-            ("otlp-http", otlp_http_addr),
-            ("http", http_addr),
-        ] {
+        api_state.ready(engine.clone(), registry);
+        for (listener, addr) in [("otlp-grpc", grpc_addr), ("otlp-http", otlp_http_addr)] {
             tracing::info!(listener, %addr, "listening");
         }
         tracing::info!(
@@ -153,32 +152,64 @@ impl Node {
             http_addr,
             storage,
             engine,
-            shutdown,
-            tasks,
+            stop_ingest,
+            stop_flusher,
+            stop_api,
+            ingest_tasks,
             flusher,
+            api_task,
         })
     }
 
-    /// Stops accepting requests, lets in-flight ones finish, then flushes the write buffer.
+    /// Stops taking data and lets in-flight exports finish, then flushes the write buffer and
+    /// closes the WAL, then stops the API.
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        for task in self.tasks {
+        let _ = self.stop_ingest.send(true);
+        for task in self.ingest_tasks {
             let _ = task.await;
         }
-        // The flusher flushes everything buffered before it returns.
+        let _ = self.stop_flusher.send(true);
         let _ = self.flusher.await;
+        let _ = self.stop_api.send(true);
+        let _ = self.api_task.await;
+    }
+}
+
+/// This node's id: created once in the data directory, then kept.
+fn node_id(data_dir: &std::path::Path) -> std::io::Result<String> {
+    let path = data_dir.join("node_id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        Ok(_) | Err(_) => {
+            let id = uuid::Uuid::now_v7().to_string();
+            std::fs::write(&path, &id)?;
+            Ok(id)
+        }
     }
 }
 
 async fn build_storage(config: &Config) -> Result<Arc<Storage>, StartError> {
     let store = strata_storage::objects::object_store_from_url(&config.storage)?;
     let catalog = Arc::new(SqlCatalog::connect(&config.catalog).await?);
+    let node_id = node_id(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let wal = WalConfig {
+        dir: config.wal_dir.clone(),
+        segment_bytes: config.wal_segment_bytes,
+        max_bytes: config.wal_max_bytes,
+        sync_delay: config.wal_sync_delay,
+    };
     let storage = Storage::open(
         store,
         catalog,
         StorageConfig {
             max_buffer_age: config.flush_interval,
             max_buffer_bytes: config.flush_max_bytes,
+            max_total_buffer_bytes: config.max_buffer_bytes,
+            wal: Some(wal),
+            node_id,
             ..StorageConfig::default()
         },
     )

@@ -74,6 +74,66 @@ impl Collector for StorageCollector {
             let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
             counter.encode(metric)?;
         }
+        let refused = [
+            (
+                "strata_storage_writes_refused_memory",
+                "Writes refused because the write buffer was over its memory limit",
+                &stats.writes_refused_memory,
+            ),
+            (
+                "strata_storage_writes_refused_wal",
+                "Writes refused because the write-ahead log was full",
+                &stats.writes_refused_wal,
+            ),
+        ];
+        for (name, help, value) in refused {
+            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        if let Some(wal) = self.0.wal_stats() {
+            let counters = [
+                (
+                    "strata_wal_records",
+                    "Records appended to the WAL",
+                    &wal.records,
+                ),
+                ("strata_wal_bytes", "Bytes appended to the WAL", &wal.bytes),
+                (
+                    "strata_wal_syncs",
+                    "fsyncs of the WAL (one per group commit)",
+                    &wal.syncs,
+                ),
+                (
+                    "strata_wal_segments_deleted",
+                    "WAL segments deleted after their data reached Parquet",
+                    &wal.segments_deleted,
+                ),
+                (
+                    "strata_wal_corrupt_tails",
+                    "WAL segments found torn or corrupt at start and cut",
+                    &wal.corrupt_tails,
+                ),
+                (
+                    "strata_wal_replayed_records",
+                    "WAL records replayed into the write buffer at start",
+                    &wal.replayed_records,
+                ),
+            ];
+            for (name, help, value) in counters {
+                let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+                let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+                counter.encode(metric)?;
+            }
+            let gauge = ConstGauge::new(wal.disk_bytes.load(Ordering::Relaxed) as i64);
+            let metric = encoder.encode_descriptor(
+                "strata_wal_disk_bytes",
+                "Bytes held by WAL segment files",
+                None,
+                gauge.metric_type(),
+            )?;
+            gauge.encode(metric)?;
+        }
         let gauge = ConstGauge::new(self.0.buffered_bytes() as i64);
         let metric = encoder.encode_descriptor(
             "strata_storage_buffered_bytes",

@@ -34,19 +34,38 @@ pub struct FileMeta {
     pub created_at: i64,
 }
 
+/// Every WAL record of one node and table up to `seq` is in Parquet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watermark {
+    pub node_id: String,
+    pub tenant: TenantId,
+    pub signal: Signal,
+    pub seq: u64,
+}
+
 /// Where file rows live. Narrow on purpose so a test can swap it.
 #[async_trait]
 pub trait Catalog: Send + Sync + fmt::Debug {
-    /// Adds the rows of freshly written files, all or none.
-    async fn add_files(&self, files: &[FileMeta]) -> Result<()>;
+    /// Adds the rows of freshly written files and advances the table's WAL watermark, all or
+    /// nothing.
+    async fn add_files(&self, files: &[FileMeta], watermark: Option<&Watermark>) -> Result<()>;
 
     /// Every file row of every tenant.
     async fn list_files(&self) -> Result<Vec<FileMeta>>;
+
+    /// The WAL watermarks of one node.
+    async fn watermarks(&self, node_id: &str) -> Result<Vec<Watermark>>;
 }
 
 /// Migrations, applied in order, each once. Append; never edit a released one.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "files", include_str!("../migrations/0001_files.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "files", include_str!("../migrations/0001_files.sql")),
+    (
+        2,
+        "wal_watermarks",
+        include_str!("../migrations/0002_wal_watermarks.sql"),
+    ),
+];
 
 /// The catalog on SQLite or PostgreSQL.
 #[derive(Clone)]
@@ -142,7 +161,7 @@ impl SqlCatalog {
 
 #[async_trait]
 impl Catalog for SqlCatalog {
-    async fn add_files(&self, files: &[FileMeta]) -> Result<()> {
+    async fn add_files(&self, files: &[FileMeta], watermark: Option<&Watermark>) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for f in files {
             sqlx::query(
@@ -162,8 +181,42 @@ impl Catalog for SqlCatalog {
             .execute(&mut *tx)
             .await?;
         }
+        if let Some(w) = watermark {
+            sqlx::query(
+                "INSERT INTO wal_watermarks (node_id, tenant, signal, seq) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (node_id, tenant, signal) DO UPDATE SET seq = excluded.seq",
+            )
+            .bind(&w.node_id)
+            .bind(w.tenant.as_str())
+            .bind(w.signal.as_str())
+            .bind(w.seq as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn watermarks(&self, node_id: &str) -> Result<Vec<Watermark>> {
+        let rows = sqlx::query("SELECT tenant, signal, seq FROM wal_watermarks WHERE node_id = $1")
+            .bind(node_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let tenant: String = row.try_get("tenant")?;
+                let signal: String = row.try_get("signal")?;
+                let seq: i64 = row.try_get("seq")?;
+                Ok(Watermark {
+                    node_id: node_id.to_string(),
+                    tenant: TenantId::new(&tenant).map_err(|e| {
+                        Error::Migration(format!("catalog holds invalid tenant {tenant:?}: {e}"))
+                    })?,
+                    signal: Signal::from_str(&signal).map_err(Error::Migration)?,
+                    seq: seq as u64,
+                })
+            })
+            .collect()
     }
 
     async fn list_files(&self) -> Result<Vec<FileMeta>> {
@@ -253,7 +306,7 @@ mod tests {
         let url = format!("sqlite://{}/catalog.db", dir.path().display());
         let catalog = SqlCatalog::connect(&url).await.unwrap();
         catalog
-            .add_files(&[file("b", "t1", 20), file("a", "t2", 10)])
+            .add_files(&[file("b", "t1", 20), file("a", "t2", 10)], None)
             .await
             .unwrap();
         drop(catalog);
@@ -268,12 +321,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/catalog.db", dir.path().display());
         let catalog = SqlCatalog::connect(&url).await.unwrap();
-        catalog.add_files(&[file("a", "t", 1)]).await.unwrap();
+        let mark = |seq| Watermark {
+            node_id: "n1".into(),
+            tenant: TenantId::new("t").unwrap(),
+            signal: Signal::Logs,
+            seq,
+        };
+        catalog
+            .add_files(&[file("a", "t", 1)], Some(&mark(5)))
+            .await
+            .unwrap();
         // The second row collides with the first: nothing of this call may land.
         let err = catalog
-            .add_files(&[file("c", "t", 2), file("a", "t", 3)])
+            .add_files(&[file("c", "t", 2), file("a", "t", 3)], Some(&mark(9)))
             .await;
         assert!(err.is_err());
+        assert_eq!(catalog.watermarks("n1").await.unwrap(), vec![mark(5)]);
+        assert!(catalog.watermarks("n2").await.unwrap().is_empty());
+        catalog
+            .add_files(&[file("d", "t", 4)], Some(&mark(12)))
+            .await
+            .unwrap();
+        assert_eq!(catalog.watermarks("n1").await.unwrap(), vec![mark(12)]);
         let ids: Vec<_> = catalog
             .list_files()
             .await
@@ -281,6 +350,6 @@ mod tests {
             .into_iter()
             .map(|f| f.id)
             .collect();
-        assert_eq!(ids, vec!["a".to_string()]);
+        assert_eq!(ids, vec!["a".to_string(), "d".to_string()]);
     }
 }

@@ -25,6 +25,12 @@ pub enum Error {
         signal: crate::Signal,
         reason: String,
     },
+    #[error("the write buffer is full; retry later")]
+    BufferFull,
+    #[error("the write-ahead log is full; retry later")]
+    WalFull,
+    #[error("storage is shutting down")]
+    ShuttingDown,
     #[error("{0} buffered flushes could not be written")]
     FlushIncomplete(usize),
 }

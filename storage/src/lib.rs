@@ -26,8 +26,9 @@ pub mod parquet_file;
 pub mod schema;
 mod store;
 mod tenant;
+pub mod wal;
 
-pub use catalog::{Catalog, FileMeta, SqlCatalog};
+pub use catalog::{Catalog, FileMeta, SqlCatalog, Watermark};
 pub use error::{Error, Result};
 pub use store::{Snapshot, Storage, StorageConfig, TimeRange};
 pub use tenant::{DEFAULT_TENANT, InvalidTenant, MAX_TENANT_LEN, TenantId};

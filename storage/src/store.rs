@@ -1,8 +1,8 @@
-//! The storage engine: write buffer, flusher and the per-table file lists queries read.
+//! The storage engine: WAL, write buffer, flusher and the per-table file lists queries read.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
@@ -11,20 +11,27 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
-use crate::catalog::{Catalog, FileMeta, now_ns};
+use crate::catalog::{Catalog, FileMeta, Watermark, now_ns};
 use crate::parquet_file::{self, encode, object_path, partition_and_sort};
 use crate::schema::schema_for;
+use crate::wal::{Wal, WalConfig, WalRecord, WalStats};
 use crate::{Error, Result, Signal, TenantId};
 
-/// When buffered rows are written out as Parquet.
+/// How the engine buffers, logs and flushes.
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
     /// A table's buffer is flushed once its oldest row has waited this long.
     pub max_buffer_age: Duration,
     /// A table's buffer is flushed once it holds this many bytes of Arrow data.
     pub max_buffer_bytes: usize,
+    /// Writes are refused (HTTP 429) while all buffers together hold this many bytes.
+    pub max_total_buffer_bytes: usize,
     /// How often the flusher looks for due buffers (and retries failed flushes).
     pub flush_check_interval: Duration,
+    /// The write-ahead log; `None` keeps acknowledged data in memory only (tests).
+    pub wal: Option<WalConfig>,
+    /// This node's identity: the key of its WAL watermarks in the catalog.
+    pub node_id: String,
 }
 
 impl Default for StorageConfig {
@@ -32,7 +39,10 @@ impl Default for StorageConfig {
         Self {
             max_buffer_age: Duration::from_secs(30),
             max_buffer_bytes: 64 * 1024 * 1024,
+            max_total_buffer_bytes: 1024 * 1024 * 1024,
             flush_check_interval: Duration::from_secs(1),
+            wal: None,
+            node_id: "local".into(),
         }
     }
 }
@@ -72,15 +82,17 @@ pub struct Snapshot {
 #[derive(Debug, Clone)]
 struct Buffered {
     batch: RecordBatch,
+    /// WAL sequence number (0 without a WAL).
+    seq: u64,
     min_time: i64,
     max_time: i64,
+    bytes: usize,
 }
 
-/// A batch of buffered rows on its way to Parquet; it stays visible to queries until its
-/// files are in the catalog.
+/// Buffered rows on their way to Parquet; they stay visible to queries until their files are
+/// in the catalog.
 #[derive(Debug)]
 struct PendingFlush {
-    id: u64,
     batches: Vec<Buffered>,
     attempts: u32,
     next_attempt: Instant,
@@ -91,25 +103,83 @@ struct TableState {
     active: Vec<Buffered>,
     active_bytes: usize,
     active_since: Option<Instant>,
-    pending: Vec<PendingFlush>,
+    /// Sealed buffers, oldest first; flushed strictly in this order.
+    pending: std::collections::VecDeque<PendingFlush>,
     /// Files of this table, in no particular order.
     files: Vec<Arc<FileMeta>>,
 }
 
+impl TableState {
+    fn buffered(&self) -> impl Iterator<Item = &Buffered> {
+        self.pending
+            .iter()
+            .flat_map(|p| p.batches.iter())
+            .chain(self.active.iter())
+    }
+}
+
 type TableKey = (TenantId, Signal);
 
-/// The storage engine of one node.
-#[derive(Debug)]
-pub struct Storage {
-    store: Arc<dyn ObjectStore>,
-    catalog: Arc<dyn Catalog>,
-    config: StorageConfig,
-    tables: RwLock<HashMap<TableKey, Arc<Mutex<TableState>>>>,
-    next_flush_id: AtomicU64,
-    /// Serialises flushes so that one table's pending batches are written by one task.
-    flush_lock: tokio::sync::Mutex<()>,
+/// The buffered tables, shared with the WAL writer (which inserts what it has made durable).
+#[derive(Debug, Default)]
+struct Tables {
+    map: RwLock<HashMap<TableKey, Arc<Mutex<TableState>>>>,
+    /// Bytes buffered across all tables.
+    bytes: AtomicUsize,
     flush_now: Notify,
-    stats: StorageStats,
+    max_buffer_bytes: usize,
+}
+
+impl Tables {
+    fn table(&self, tenant: &TenantId, signal: Signal) -> Arc<Mutex<TableState>> {
+        let key = (tenant.clone(), signal);
+        if let Some(t) = self.map.read().get(&key) {
+            return t.clone();
+        }
+        self.map.write().entry(key).or_default().clone()
+    }
+
+    fn all(&self) -> Vec<(TableKey, Arc<Mutex<TableState>>)> {
+        self.map
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Adds rows to a table's buffer.
+    fn insert(&self, tenant: &TenantId, signal: Signal, batch: RecordBatch, seq: u64) {
+        let Ok(Some((min_time, max_time))) = parquet_file::time_bounds(signal, &batch) else {
+            return;
+        };
+        let bytes = batch.get_array_memory_size();
+        let table = self.table(tenant, signal);
+        let due = {
+            let mut state = table.lock();
+            state.active.push(Buffered {
+                batch,
+                seq,
+                min_time,
+                max_time,
+                bytes,
+            });
+            state.active_bytes += bytes;
+            state.active_since.get_or_insert_with(Instant::now);
+            state.active_bytes >= self.max_buffer_bytes
+        };
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if due {
+            self.flush_now.notify_one();
+        }
+    }
+
+    /// The oldest WAL sequence number still buffered anywhere.
+    fn oldest_buffered_seq(&self) -> Option<u64> {
+        self.all()
+            .iter()
+            .filter_map(|(_, t)| t.lock().buffered().map(|b| b.seq).min())
+            .min()
+    }
 }
 
 /// Counters of the storage engine, read by `/metrics`.
@@ -119,33 +189,132 @@ pub struct StorageStats {
     pub bytes_written: AtomicU64,
     pub rows_flushed: AtomicU64,
     pub flush_errors: AtomicU64,
+    pub writes_refused_memory: AtomicU64,
+    pub writes_refused_wal: AtomicU64,
+}
+
+/// The storage engine of one node.
+#[derive(Debug)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    catalog: Arc<dyn Catalog>,
+    config: StorageConfig,
+    tables: Arc<Tables>,
+    wal: Option<Arc<Wal>>,
+    /// Serialises flushes so that one table's pending batches are written by one task.
+    flush_lock: tokio::sync::Mutex<()>,
+    stats: StorageStats,
 }
 
 impl Storage {
-    /// Opens the engine over a store and a catalog, loading the catalog's file list.
+    /// Opens the engine over a store and a catalog: loads the catalog's file list, replays the
+    /// WAL (skipping what is already in Parquet) and starts the WAL writer.
     pub async fn open(
         store: Arc<dyn ObjectStore>,
         catalog: Arc<dyn Catalog>,
         config: StorageConfig,
     ) -> Result<Arc<Self>> {
+        let tables = Arc::new(Tables {
+            max_buffer_bytes: config.max_buffer_bytes,
+            ..Tables::default()
+        });
+        let files = catalog.list_files().await?;
+        let count = files.len();
+        for file in files {
+            tables
+                .table(&file.tenant, file.signal)
+                .lock()
+                .files
+                .push(Arc::new(file));
+        }
+        tracing::info!(files = count, "loaded catalog");
+
+        let wal = match &config.wal {
+            None => None,
+            Some(wal_config) => {
+                Some(Self::recover(&catalog, &config.node_id, wal_config, &tables).await?)
+            }
+        };
         let storage = Arc::new(Self {
             store,
             catalog,
             config,
-            tables: RwLock::new(HashMap::new()),
-            next_flush_id: AtomicU64::new(1),
+            tables,
+            wal,
             flush_lock: tokio::sync::Mutex::new(()),
-            flush_now: Notify::new(),
             stats: StorageStats::default(),
         });
-        let files = storage.catalog.list_files().await?;
-        let count = files.len();
-        for file in files {
-            let table = storage.table(&file.tenant, file.signal);
-            table.lock().files.push(Arc::new(file));
-        }
-        tracing::info!(files = count, "loaded catalog");
+        storage.release_wal();
         Ok(storage)
+    }
+
+    /// Replays the WAL into `tables` and starts its writer.
+    async fn recover(
+        catalog: &Arc<dyn Catalog>,
+        node_id: &str,
+        config: &WalConfig,
+        tables: &Arc<Tables>,
+    ) -> Result<Arc<Wal>> {
+        let watermarks: HashMap<TableKey, u64> = catalog
+            .watermarks(node_id)
+            .await?
+            .into_iter()
+            .map(|w| ((w.tenant, w.signal), w.seq))
+            .collect();
+        let wal_config = config.clone();
+        let mut replay = tokio::task::spawn_blocking(move || Wal::replay(&wal_config))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        let segments = std::mem::take(&mut replay.segments);
+        let mut replayed = 0u64;
+        let mut skipped = 0u64;
+        for WalRecord {
+            seq,
+            tenant,
+            signal,
+            batch,
+        } in replay.records
+        {
+            let persisted = watermarks
+                .get(&(tenant.clone(), signal))
+                .is_some_and(|w| seq <= *w);
+            if persisted {
+                skipped += 1;
+            } else {
+                tables.insert(&tenant, signal, batch, seq);
+                replayed += 1;
+            }
+        }
+        let next_seq = replay
+            .last_seq
+            .into_iter()
+            .chain(watermarks.values().copied())
+            .max()
+            .map_or(1, |s| s + 1);
+        tracing::info!(
+            replayed,
+            already_in_parquet = skipped,
+            corrupt_tails = replay.corrupt_tails,
+            bytes_cut = replay.bytes_cut,
+            next_seq,
+            "replayed WAL"
+        );
+        let apply_tables = tables.clone();
+        let wal = Wal::start(
+            config.clone(),
+            segments,
+            next_seq,
+            Box::new(move |record: WalRecord| {
+                apply_tables.insert(&record.tenant, record.signal, record.batch, record.seq);
+            }),
+        )?;
+        wal.stats()
+            .corrupt_tails
+            .fetch_add(replay.corrupt_tails, Ordering::Relaxed);
+        wal.stats()
+            .replayed_records
+            .fetch_add(replayed, Ordering::Relaxed);
+        Ok(wal)
     }
 
     /// The object store files live in.
@@ -153,22 +322,25 @@ impl Storage {
         self.store.clone()
     }
 
+    /// The catalog.
+    pub fn catalog(&self) -> &Arc<dyn Catalog> {
+        &self.catalog
+    }
+
     /// Counters for `/metrics`.
     pub fn stats(&self) -> &StorageStats {
         &self.stats
     }
 
-    fn table(&self, tenant: &TenantId, signal: Signal) -> Arc<Mutex<TableState>> {
-        let key = (tenant.clone(), signal);
-        if let Some(t) = self.tables.read().get(&key) {
-            return t.clone();
-        }
-        self.tables.write().entry(key).or_default().clone()
+    /// WAL counters for `/metrics`, when there is a WAL.
+    pub fn wal_stats(&self) -> Option<&WalStats> {
+        self.wal.as_deref().map(Wal::stats)
     }
 
-    /// Adds a batch of rows to a tenant's table. When this returns, the rows are visible to
-    /// every later [`Storage::snapshot`].
-    pub fn write(&self, tenant: &TenantId, signal: Signal, batch: RecordBatch) -> Result<()> {
+    /// Makes a batch of rows durable (WAL, fsynced) and visible to every later
+    /// [`Storage::snapshot`]. Refused with [`Error::BufferFull`] while the write buffer is over
+    /// its memory limit, and with [`Error::WalFull`] while the WAL is.
+    pub async fn write(&self, tenant: &TenantId, signal: Signal, batch: RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -178,31 +350,40 @@ impl Storage {
                 reason: "batch schema differs from the table schema".into(),
             });
         }
-        let Some((min_time, max_time)) = parquet_file::time_bounds(signal, &batch)? else {
-            return Ok(());
-        };
-        let bytes = batch.get_array_memory_size();
-        let table = self.table(tenant, signal);
-        let due = {
-            let mut state = table.lock();
-            state.active.push(Buffered {
-                batch,
-                min_time,
-                max_time,
-            });
-            state.active_bytes += bytes;
-            state.active_since.get_or_insert_with(Instant::now);
-            state.active_bytes >= self.config.max_buffer_bytes
-        };
-        if due {
-            self.flush_now.notify_one();
+        if self.tables.bytes.load(Ordering::Relaxed) >= self.config.max_total_buffer_bytes {
+            self.stats
+                .writes_refused_memory
+                .fetch_add(1, Ordering::Relaxed);
+            self.tables.flush_now.notify_one();
+            return Err(Error::BufferFull);
         }
-        Ok(())
+        match &self.wal {
+            Some(wal) => {
+                // The WAL writer inserts into the buffer once the record is durable.
+                let result = wal.append(tenant.clone(), signal, batch).await;
+                if matches!(result, Err(Error::WalFull)) {
+                    self.stats
+                        .writes_refused_wal
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                result.map(|_seq| ())
+            }
+            None => {
+                self.tables.insert(tenant, signal, batch, 0);
+                Ok(())
+            }
+        }
     }
 
     /// The files and buffered batches of a tenant's table that may hold rows in `range`.
     pub fn snapshot(&self, tenant: &TenantId, signal: Signal, range: TimeRange) -> Snapshot {
-        let Some(table) = self.tables.read().get(&(tenant.clone(), signal)).cloned() else {
+        let Some(table) = self
+            .tables
+            .map
+            .read()
+            .get(&(tenant.clone(), signal))
+            .cloned()
+        else {
             return Snapshot::default();
         };
         let state = table.lock();
@@ -214,19 +395,16 @@ impl Storage {
                 snapshot.files_pruned += 1;
             }
         }
-        let buffered = state
-            .pending
-            .iter()
-            .flat_map(|p| p.batches.iter())
-            .chain(state.active.iter());
-        snapshot.batches = buffered
+        snapshot.batches = state
+            .buffered()
             .filter(|b| range.overlaps(b.min_time, b.max_time))
             .map(|b| b.batch.clone())
             .collect();
         snapshot
     }
 
-    /// Runs the flusher until `shutdown` resolves, then flushes everything buffered.
+    /// Runs the flusher until `shutdown` resolves, then flushes everything buffered and
+    /// closes the WAL.
     pub async fn run_flusher(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut tick = tokio::time::interval(self.config.flush_check_interval);
@@ -235,13 +413,24 @@ impl Storage {
             tokio::select! {
                 () = &mut shutdown => break,
                 _ = tick.tick() => {}
-                () = self.flush_now.notified() => {}
+                () = self.tables.flush_now.notified() => {}
             }
             self.flush(false).await;
         }
+        self.close().await;
+    }
+
+    /// Stops the WAL writer (after it has answered every queued write) and flushes every
+    /// buffered row. Whatever cannot be flushed stays in the WAL for the next start.
+    pub async fn close(&self) {
+        if let Some(wal) = self.wal.clone() {
+            let _ = tokio::task::spawn_blocking(move || wal.close()).await;
+        }
         match self.flush_all().await {
-            Ok(()) => tracing::info!("flushed write buffer on shutdown"),
-            Err(e) => tracing::error!(error = %e, "could not flush write buffer on shutdown"),
+            Ok(()) => tracing::info!("flushed write buffer"),
+            Err(e) => {
+                tracing::error!(error = %e, "could not flush the write buffer; the WAL keeps it")
+            }
         }
     }
 
@@ -260,20 +449,16 @@ impl Storage {
         Err(Error::FlushIncomplete(remaining))
     }
 
-    /// One flusher pass: seals due buffers (all of them when `force`) and writes every
-    /// pending flush whose retry time has come. Returns how many flushes remain pending.
+    /// One flusher pass: seals due buffers (all of them when `force`) and writes each table's
+    /// pending flushes, oldest first, stopping at the first failure (retried later with
+    /// backoff). Returns how many flushes remain pending.
     pub async fn flush(&self, force: bool) -> usize {
         let _guard = self.flush_lock.lock().await;
         let now = Instant::now();
-        let tables: Vec<(TableKey, Arc<Mutex<TableState>>)> = self
-            .tables
-            .read()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
         let mut remaining = 0;
-        for ((tenant, signal), table) in tables {
-            let work: Vec<(u64, Vec<RecordBatch>)> = {
+        let mut flushed_any = false;
+        for ((tenant, signal), table) in self.tables.all() {
+            {
                 let mut state = table.lock();
                 let due = state.active_since.is_some_and(|since| {
                     force
@@ -284,31 +469,36 @@ impl Storage {
                     let batches = std::mem::take(&mut state.active);
                     state.active_bytes = 0;
                     state.active_since = None;
-                    state.pending.push(PendingFlush {
-                        id: self.next_flush_id.fetch_add(1, Ordering::Relaxed),
+                    state.pending.push_back(PendingFlush {
                         batches,
                         attempts: 0,
                         next_attempt: now,
                     });
                 }
-                state
-                    .pending
-                    .iter()
-                    .filter(|p| force || p.next_attempt <= now)
-                    .map(|p| (p.id, p.batches.iter().map(|b| b.batch.clone()).collect()))
-                    .collect()
-            };
-            for (id, batches) in work {
+            }
+            loop {
+                let work = {
+                    let state = table.lock();
+                    match state.pending.front() {
+                        Some(p) if force || p.next_attempt <= now => Some(p.batches.clone()),
+                        _ => None,
+                    }
+                };
+                let Some(batches) = work else { break };
                 match self.write_files(&tenant, signal, &batches).await {
                     Ok(files) => {
+                        let bytes: usize = batches.iter().map(|b| b.bytes).sum();
                         let mut state = table.lock();
-                        state.pending.retain(|p| p.id != id);
+                        state.pending.pop_front();
                         state.files.extend(files.into_iter().map(Arc::new));
+                        drop(state);
+                        self.tables.bytes.fetch_sub(bytes, Ordering::Relaxed);
+                        flushed_any = true;
                     }
                     Err(e) => {
                         self.stats.flush_errors.fetch_add(1, Ordering::Relaxed);
                         let mut state = table.lock();
-                        if let Some(p) = state.pending.iter_mut().find(|p| p.id == id) {
+                        if let Some(p) = state.pending.front_mut() {
                             p.attempts += 1;
                             let backoff =
                                 Duration::from_millis((250u64 << p.attempts.min(8)).min(60_000));
@@ -319,23 +509,36 @@ impl Storage {
                                 "flush failed; will retry"
                             );
                         }
+                        break;
                     }
                 }
             }
             remaining += table.lock().pending.len();
         }
+        if flushed_any {
+            self.release_wal();
+        }
         remaining
     }
 
-    /// Writes one flush: a file per hour partition, then their catalog rows in one
-    /// transaction. Files without rows (a failure in between) are harmless orphans.
+    /// Deletes the WAL segments whose records are all in Parquet.
+    fn release_wal(&self) {
+        if let Some(wal) = &self.wal {
+            wal.release(self.tables.oldest_buffered_seq());
+        }
+    }
+
+    /// Writes one flush: a file per hour partition, then their catalog rows and the table's
+    /// WAL watermark in one transaction. Files without rows (a failure in between) are
+    /// harmless orphans.
     async fn write_files(
         &self,
         tenant: &TenantId,
         signal: Signal,
-        batches: &[RecordBatch],
+        buffered: &[Buffered],
     ) -> Result<Vec<FileMeta>> {
-        let batches = batches.to_vec();
+        let batches: Vec<RecordBatch> = buffered.iter().map(|b| b.batch.clone()).collect();
+        let max_seq = buffered.iter().map(|b| b.seq).max().unwrap_or(0);
         // Sorting and encoding are CPU work: keep them off the I/O threads.
         let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<_>> {
             partition_and_sort(signal, &batches)?
@@ -370,7 +573,13 @@ impl Storage {
                 created_at: now_ns(),
             });
         }
-        self.catalog.add_files(&files).await?;
+        let watermark = (self.wal.is_some() && max_seq > 0).then(|| Watermark {
+            node_id: self.config.node_id.clone(),
+            tenant: tenant.clone(),
+            signal,
+            seq: max_seq,
+        });
+        self.catalog.add_files(&files, watermark.as_ref()).await?;
         let rows: i64 = files.iter().map(|f| f.rows).sum();
         let bytes: i64 = files.iter().map(|f| f.size_bytes).sum();
         self.stats
@@ -388,18 +597,9 @@ impl Storage {
 
     /// Bytes of Arrow data buffered across all tables (not yet in Parquet).
     pub fn buffered_bytes(&self) -> usize {
-        self.tables
-            .read()
-            .values()
-            .map(|t| {
-                let s = t.lock();
-                s.active_bytes
-                    + s.pending
-                        .iter()
-                        .flat_map(|p| &p.batches)
-                        .map(|b| b.batch.get_array_memory_size())
-                        .sum::<usize>()
-            })
-            .sum()
+        self.tables.bytes.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests;
