@@ -85,12 +85,15 @@ async fn export<S: OtlpSignal>(
     request: Request,
 ) -> Response {
     let signal = S::SIGNAL.as_str();
+    // An HTTP/1 connection whose request body we did not read to the end cannot be reused:
+    // error responses sent before that say `Connection: close`.
+    let http1 = request.version() <= http::Version::HTTP_11;
     let format = match format_of(request.headers()) {
         Ok(f) => f,
         Err(e) => {
             ingestor.metrics().request(signal, "http", e.reason());
             // The client's format is unknown: answer in JSON, which every client can read.
-            return error_response(&e, Format::Json);
+            return error_response(&e, Format::Json, http1);
         }
     };
     match handle::<S>(&ingestor, format, request).await {
@@ -107,7 +110,7 @@ async fn export<S: OtlpSignal>(
             )
                 .into_response()
         }
-        Err(e) => {
+        Err((e, body_read)) => {
             ingestor
                 .metrics()
                 .request(signal, format.transport().as_str(), e.reason());
@@ -118,33 +121,51 @@ async fn export<S: OtlpSignal>(
                 }
                 _ => {}
             }
-            error_response(&e, format)
+            error_response(&e, format, http1 && !body_read)
         }
     }
 }
 
+/// Handles a request; on error, also says whether the request body was read to its end.
 async fn handle<S: OtlpSignal>(
     ingestor: &Ingestor,
     format: Format,
     request: Request,
-) -> Result<Vec<u8>, IngestError> {
+) -> Result<Vec<u8>, (IngestError, bool)> {
     let headers = request.headers();
-    let tenant = Ingestor::tenant(headers.get(TENANT_HEADER).map(HeaderValue::as_bytes))?;
-    let gzip = content_encoding_is_gzip(headers)?;
+    let unread = |e: IngestError| (e, false);
+    let tenant =
+        Ingestor::tenant(headers.get(TENANT_HEADER).map(HeaderValue::as_bytes)).map_err(unread)?;
+    let gzip = content_encoding_is_gzip(headers).map_err(unread)?;
     let limit = ingestor.config().max_body_bytes;
-    let raw = read_body(request.into_body(), limit).await?;
+    let raw = read_body(request.into_body(), limit)
+        .await
+        .map_err(unread)?;
+    decode_and_export::<S>(ingestor, format, &tenant, raw, gzip, limit)
+        .await
+        .map_err(|e| (e, true))
+}
+
+async fn decode_and_export<S: OtlpSignal>(
+    ingestor: &Ingestor,
+    format: Format,
+    tenant: &strata_storage::TenantId,
+    raw: Bytes,
+    gzip: bool,
+    limit: usize,
+) -> Result<Vec<u8>, IngestError> {
     let body = if gzip { gunzip(&raw, limit)? } else { raw };
     let response = match format {
         Format::Protobuf => {
             let req = S::Request::decode(body.as_ref())
                 .map_err(|e| IngestError::Decode(format!("invalid protobuf body: {e}")))?;
-            let resp = ingestor.export::<S>(&tenant, req, body.len()).await?;
+            let resp = ingestor.export::<S>(tenant, req, body.len()).await?;
             resp.encode_to_vec()
         }
         Format::Json => {
             let req = S::decode_json(&body)
                 .map_err(|e| IngestError::Decode(format!("invalid OTLP/JSON body: {e}")))?;
-            let resp = ingestor.export::<S>(&tenant, req, body.len()).await?;
+            let resp = ingestor.export::<S>(tenant, req, body.len()).await?;
             S::encode_json(&resp)
         }
     };
@@ -198,7 +219,7 @@ pub fn gunzip(compressed: &[u8], limit: usize) -> Result<Bytes, IngestError> {
     Ok(Bytes::from(out))
 }
 
-fn error_response(error: &IngestError, format: Format) -> Response {
+fn error_response(error: &IngestError, format: Format, close: bool) -> Response {
     let status = error.to_rpc_status();
     let body = match format {
         Format::Protobuf => status.encode_to_vec(),
@@ -217,6 +238,11 @@ fn error_response(error: &IngestError, format: Format) -> Response {
         response
             .headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if close {
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }

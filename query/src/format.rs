@@ -2,7 +2,7 @@
 //!
 //! JSON: `{"columns":[{"name":…,"type":…}],"rows":[[…],…]}`. Values keep their JSON type
 //! where JSON has one (numbers, booleans, strings, `null`); timestamps are RFC 3339 strings
-//! in UTC with up to nanosecond precision; maps and structs are objects; lists are arrays;
+//! in UTC with nine fractional digits; maps and structs are objects; lists are arrays;
 //! binary is base64; non-finite floats are the strings `NaN`, `Infinity`, `-Infinity`.
 //! CSV uses the same text for scalars and JSON text for nested values.
 
@@ -180,9 +180,9 @@ fn timestamp(ns: Option<i64>, tz: bool) -> Value {
         Some(ns) => {
             let t = DateTime::from_timestamp_nanos(ns);
             if tz {
-                Value::String(t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+                Value::String(t.to_rfc3339_opts(SecondsFormat::Nanos, true))
             } else {
-                Value::String(t.naive_utc().format("%Y-%m-%dT%H:%M:%S%.f").to_string())
+                Value::String(t.naive_utc().format("%Y-%m-%dT%H:%M:%S%.9f").to_string())
             }
         }
         None => Value::Null,

@@ -101,8 +101,8 @@ pub fn span_event_fields() -> Fields {
 /// Fields of one span link (`spans.links` items).
 pub fn span_link_fields() -> Fields {
     Fields::from(vec![
-        utf8("trace_id", false),
-        utf8("span_id", false),
+        utf8("trace_id", true),
+        utf8("span_id", true),
         utf8("trace_state", true),
         u32("flags"),
         attrs("attributes"),

@@ -80,6 +80,16 @@ def tenant(request) -> str:
     return unique_tenant(request.node.name)
 
 
+@pytest.fixture
+def sql(node, tenant):
+    """``node.sql`` bound to this test's tenant: ``sql("SELECT ...")`` or ``sql(q, tenant=other)``."""
+
+    def run(query: str, tenant: str | None = tenant) -> list[dict]:
+        return node.sql(query, tenant=tenant)
+
+    return run
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import calendar
-import datetime as dt
 import gzip
 import json
 import os
@@ -205,7 +204,11 @@ class StrataNode:
         if tenant is not None:
             h["X-Scope-OrgID"] = tenant
         h.update(headers or {})
-        return self._session.post(self.otlp_url + path, data=body, headers=h, timeout=HTTP_TIMEOUT_S)
+        # A new connection per export: after an early error response (413, 415, ...) the server
+        # may close a keep-alive connection without announcing it (see test_bad_input.py,
+        # test_early_error_response_announces_connection_close), which would make unrelated
+        # tests flaky if connections were reused.
+        return requests.post(self.otlp_url + path, data=body, headers=h, timeout=HTTP_TIMEOUT_S)
 
     def sql_response(self, query: str, tenant: str | None = None, accept: str | None = None) -> requests.Response:
         headers = {"Content-Type": "application/json"}
@@ -525,7 +528,7 @@ TEMPORALITIES = {0: "unspecified", 1: "delta", 2: "cumulative"}
 
 
 def double_text(d: float) -> str:
-    """Shortest decimal that reads back as the same double (SCHEMA: ``0.25``, ``1e300``)."""
+    """Shortest decimal that reads back as the same double (SCHEMA: ``0.25``, ``1e+300``)."""
     if d != d:
         return "NaN"
     if d in (float("inf"), float("-inf")):
@@ -534,7 +537,7 @@ def double_text(d: float) -> str:
     if "e" in text:
         mantissa, exp = text.split("e")
         exp_n = int(exp)
-        text = f"{mantissa}e{exp_n}"
+        text = f"{mantissa}e{'+' if exp_n > 0 else ''}{exp_n}"
     return text
 
 
@@ -793,3 +796,60 @@ def normalize_rows(rows: list[dict], drop: tuple[str, ...] = ()) -> list[dict]:
 def query_rows(node, table: str, tenant: str, order_by: str, where: str = "", drop: tuple[str, ...] = ()) -> list[dict]:
     q = f"SELECT * FROM {table} {('WHERE ' + where) if where else ''} ORDER BY {order_by}"
     return normalize_rows(node.sql(q, tenant=tenant), drop=drop)
+
+
+# ---------------------------------------------------------------------- raw gRPC over HTTP/2
+
+
+def h2_grpc_call(addr: str, method: str, payload: bytes, metadata: list[tuple[bytes, bytes]],
+                 timeout: float = 10.0) -> dict:
+    """One unary gRPC call over a hand-driven HTTP/2 connection, sending metadata bytes exactly
+    as given (grpcio refuses to send, e.g., control characters). Returns the response headers
+    and trailers merged (``grpc-status``...), or ``reset``/``goaway`` with the error code."""
+    import socket
+    import struct
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    host, port = addr.rsplit(":", 1)
+    config = h2.config.H2Configuration(client_side=True, validate_outbound_headers=False,
+                                       normalize_outbound_headers=False, validate_inbound_headers=False)
+    conn = h2.connection.H2Connection(config=config)
+    result: dict = {}
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        conn.initiate_connection()
+        sock.sendall(conn.data_to_send())
+        stream = conn.get_next_available_stream_id()
+        headers = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", method.encode()),
+                   (b":authority", addr.encode()), (b"content-type", b"application/grpc"), (b"te", b"trailers"),
+                   *metadata]
+        conn.send_headers(stream, headers)
+        conn.send_data(stream, b"\0" + struct.pack(">I", len(payload)) + payload, end_stream=True)
+        sock.sendall(conn.data_to_send())
+        done = False
+        while not done:
+            data = sock.recv(65536)
+            if not data:
+                result.setdefault("closed", True)
+                break
+            for event in conn.receive_data(data):
+                if isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
+                    for k, v in event.headers:
+                        result[k.decode() if isinstance(k, bytes) else k] = v.decode() if isinstance(v, bytes) else v
+                elif isinstance(event, h2.events.DataReceived):
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    result["data"] = result.get("data", b"") + event.data
+                elif isinstance(event, h2.events.StreamEnded):
+                    done = True
+                elif isinstance(event, h2.events.StreamReset):
+                    result["reset"] = int(event.error_code)
+                    done = True
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    result["goaway"] = int(event.error_code)
+                    done = True
+            out = conn.data_to_send()
+            if out:
+                sock.sendall(out)
+    return result

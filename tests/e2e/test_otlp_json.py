@@ -454,12 +454,12 @@ def test_empty_json_requests(node, tenant, path, body):
 
 
 def test_double_attribute_text_form(node, tenant):
-    """SCHEMA.md: doubles in the shortest form that reads back as the same double, e.g. ``1e300``."""
+    """SCHEMA.md: doubles in the shortest form that reads back as the same double, e.g. ``1e+300``."""
     values = {
         "quarter": (0.25, "0.25"),
         "tenth": (0.1, "0.1"),
-        "e300": (1e300, "1e300"),
-        "max": (1.7976931348623157e308, "1.7976931348623157e308"),
+        "e300": (1e300, "1e+300"),
+        "max": (1.7976931348623157e308, "1.7976931348623157e+308"),
         "tiny": (1e-7, "1e-7"),
         "denormal": (5e-324, "5e-324"),
     }
@@ -479,3 +479,26 @@ def test_double_attribute_text_form(node, tenant):
     assert cast == {k: v for k, (v, _) in values.items()}
     # ...and is written as documented.
     assert attributes == {k: text for k, (_, text) in values.items()}
+
+
+def test_log_times_default_to_arrival(node, tenant):
+    """time 0 → observed time; observed time 0 → the time Strata received the request."""
+    import time as _time
+
+    body = {"resourceLogs": [{"scopeLogs": [{"logRecords": [
+        {"body": {"stringValue": "no times"}},
+        {"timeUnixNano": "0", "observedTimeUnixNano": "0", "body": {"stringValue": "zero times"}},
+        {"timeUnixNano": str(T), "body": {"stringValue": "time only"}},
+    ]}]}]}
+    before = _time.time_ns()
+    assert_json_success(post_json(node, "/v1/logs", json.dumps(body), tenant))
+    after = _time.time_ns()
+    rows = normalize_rows(node.sql("SELECT body, time, observed_time FROM logs ORDER BY body", tenant=tenant))
+    assert [r["body"] for r in rows] == ["no times", "time only", "zero times"]
+    for r in rows:
+        assert before <= r["observed_time"] <= after, r
+    assert rows[0]["time"] == rows[0]["observed_time"]
+    assert rows[2]["time"] == rows[2]["observed_time"]
+    assert rows[1]["time"] == T
+    # One request, one arrival time.
+    assert len({r["observed_time"] for r in rows}) == 1

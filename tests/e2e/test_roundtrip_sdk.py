@@ -50,6 +50,7 @@ from helpers import (
     metrics_request,
     normalize_rows,
     ts_ns,
+    ns_to_rfc3339,
 )
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
@@ -635,3 +636,104 @@ def test_summary_roundtrip_raw_protobuf(node, tenant):
     q = node.sql("SELECT quantiles[3]['value'] AS p99 FROM metrics WHERE metric_type = 'summary'", tenant=tenant)
     assert q == [{"p99": 99.125}]
     assert ts_ns(node.sql("SELECT time FROM metrics", tenant=tenant)[0]["time"]) == T0 + 60_000_000_000
+
+
+def test_metrics_raw_protobuf_optional_fields(node, tenant):
+    """Optional histogram fields absent, absent exponential buckets, exemplar kinds, flags, NaN."""
+    from helpers import kvs, number_point
+
+    hist = metrics_pb2.Metric(name="raw.hist", histogram=metrics_pb2.Histogram(
+        aggregation_temporality=1,
+        data_points=[
+            # No sum, min or max; no buckets; "no recorded value" flag.
+            metrics_pb2.HistogramDataPoint(time_unix_nano=T0, count=0, flags=1),
+            metrics_pb2.HistogramDataPoint(
+                time_unix_nano=T0 + 1, start_time_unix_nano=T0 - 1, count=3, sum=-1.5,
+                bucket_counts=[1, 0, 2], explicit_bounds=[-1.0, 1.0],
+                exemplars=[
+                    metrics_pb2.Exemplar(time_unix_nano=T0, as_int=-7, span_id=bytes.fromhex("0102030405060708"),
+                                         trace_id=bytes.fromhex("0102030405060708090a0b0c0d0e0f10")),
+                    metrics_pb2.Exemplar(time_unix_nano=T0 + 1, as_double=0.5,
+                                         filtered_attributes=kvs({"user": "u", "n": 3})),
+                    metrics_pb2.Exemplar(time_unix_nano=T0 + 2),  # no value
+                ]),
+        ]))
+    exp = metrics_pb2.Metric(name="raw.exp", exponential_histogram=metrics_pb2.ExponentialHistogram(
+        aggregation_temporality=2,
+        data_points=[metrics_pb2.ExponentialHistogramDataPoint(time_unix_nano=T0, count=2, zero_count=2, scale=3)]))
+    gauge = metrics_pb2.Metric(name="raw.gauge", gauge=metrics_pb2.Gauge(data_points=[
+        number_point(float("nan"), time_ns=T0),
+        number_point(2**53 + 1, time_ns=T0 + 1),
+        number_point(-0.0, time_ns=T0 + 2),
+    ]))
+    unspecified = metrics_pb2.Metric(name="raw.sum", sum=metrics_pb2.Sum(
+        aggregation_temporality=0, is_monotonic=False, data_points=[number_point(3, time_ns=T0)]))
+    req = metrics_request([hist, exp, gauge, unspecified], service="raw-svc")
+    export_ok(node, "/v1/metrics", req, tenant=tenant)
+    rows = normalize_rows(node.sql("SELECT * FROM metrics ORDER BY metric_name, time", tenant=tenant))
+    for r in rows:
+        r.pop("series")
+    expected = sorted(expected_metric_rows(req), key=lambda r: (r["metric_name"], r["time"]))
+    # NaN != NaN: compare the gauge's NaN separately.
+    nan_rows = [(a, e) for a, e in zip(rows, expected) if e["value"] is not None and e["value"] != e["value"]]
+    assert len(nan_rows) == 1 and nan_rows[0][0]["value"] == "NaN"
+    nan_rows[0][0]["value"] = nan_rows[0][1]["value"] = None
+    assert rows == expected
+
+    by = {(r["metric_name"], r["time"]): r for r in rows}
+    empty = by[("raw.hist", T0)]
+    assert (empty["sum"], empty["min"], empty["max"], empty["flags"]) == (None, None, None, 1)
+    assert empty["bucket_counts"] == [] and empty["explicit_bounds"] == [] and empty["start_time"] is None
+    full = by[("raw.hist", T0 + 1)]
+    assert full["exemplars"] == [
+        {"time": T0, "value": -7.0, "trace_id": "0102030405060708090a0b0c0d0e0f10",
+         "span_id": "0102030405060708", "filtered_attributes": {}},
+        {"time": T0 + 1, "value": 0.5, "trace_id": None, "span_id": None,
+         "filtered_attributes": {"user": "u", "n": "3"}},
+        {"time": T0 + 2, "value": None, "trace_id": None, "span_id": None, "filtered_attributes": {}},
+    ]
+    e = by[("raw.exp", T0)]
+    assert (e["scale"], e["zero_count"], e["positive_offset"], e["positive_bucket_counts"],
+            e["negative_offset"], e["negative_bucket_counts"], e["sum"]) == (3, 2, 0, [], 0, [], None)
+    assert by[("raw.gauge", T0 + 1)]["value"] == float(2**53)
+    assert by[("raw.sum", T0)]["aggregation_temporality"] == "unspecified"
+
+
+def test_metric_series_ids(node, tenant):
+    """One series per (resource attributes, metric name, point attributes), whatever their order."""
+    from helpers import grpc_channel, grpc_raw_call, kvs, METRICS_GRPC
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+
+    def request(name, point_attrs, resource_attrs, time_ns, scope=("s", "1")):
+        req = metrics_pb2.Metric(name=name, gauge=metrics_pb2.Gauge(data_points=[
+            metrics_pb2.NumberDataPoint(time_unix_nano=time_ns, as_int=1, attributes=kvs(point_attrs))]))
+        out = metrics_request([req], service=None, scope=scope)
+        out.resource_metrics[0].resource.attributes.extend(kvs(resource_attrs))
+        return out
+
+    res = {"service.name": "series-svc", "host": "h1"}
+    export_ok(node, "/v1/metrics", request("m", {"a": "1", "b": 2}, res, T0), tenant)
+    # Same series: attributes in other orders, another scope, over gRPC.
+    export_ok(node, "/v1/metrics", request("m", {"b": 2, "a": "1"}, dict(reversed(list(res.items()))), T0 + 1,
+                                           scope=("other", "2")), tenant)
+    with grpc_channel(node) as ch:
+        raw = grpc_raw_call(ch, METRICS_GRPC, request("m", {"a": "1", "b": 2}, res, T0 + 2).SerializeToString(),
+                            tenant=tenant)
+    assert not metrics_service_pb2.ExportMetricsServiceResponse.FromString(raw).HasField("partial_success")
+    # Other series: another name, point attribute value, point attribute type, resource.
+    export_ok(node, "/v1/metrics", request("m2", {"a": "1", "b": 2}, res, T0 + 3), tenant)
+    export_ok(node, "/v1/metrics", request("m", {"a": "1", "b": 3}, res, T0 + 4), tenant)
+    export_ok(node, "/v1/metrics", request("m", {"a": "1"}, res, T0 + 5), tenant)
+    export_ok(node, "/v1/metrics", request("m", {"a": "1", "b": 2}, {**res, "host": "h2"}, T0 + 6), tenant)
+    # The split between resource and point attributes is part of the identity.
+    export_ok(node, "/v1/metrics", request("m", {"a": "1", "b": 2, "host": "h1"}, {"service.name": "series-svc"},
+                                           T0 + 7), tenant)
+    rows = normalize_rows(node.sql("SELECT time, series FROM metrics ORDER BY time", tenant=tenant))
+    series = [r["series"] for r in rows]
+    assert len(series) == 8
+    assert series[0] == series[1] == series[2]
+    assert len(set(series[2:])) == 6, series
+    # Stable: the same again later gets the same id.
+    export_ok(node, "/v1/metrics", request("m", {"a": "1", "b": 2}, res, T0 + 8), tenant)
+    again = node.sql(f"SELECT series FROM metrics WHERE time = '{ns_to_rfc3339(T0 + 8)}'", tenant=tenant)
+    assert again == [{"series": series[0]}]

@@ -147,8 +147,8 @@ pub fn spans_to_batch(request: &ExportTraceServiceRequest) -> Converted {
                 events.push(ev_time.len());
 
                 for link in &span.links {
-                    ln_trace_id.append_value(hex::encode(&link.trace_id));
-                    ln_span_id.append_value(hex::encode(&link.span_id));
+                    ln_trace_id.append_option(hex_id(&link.trace_id));
+                    ln_span_id.append_option(hex_id(&link.span_id));
                     ln_trace_state
                         .append_option((!link.trace_state.is_empty()).then_some(&link.trace_state));
                     ln_flags.push(link.flags);
