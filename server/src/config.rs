@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
+use strata_storage::maintenance::{RetentionPolicy, TenantRetention};
+use strata_storage::{Signal, TenantId};
 
 /// Strata: an OpenTelemetry-native observability backend.
 #[derive(Debug, Parser)]
@@ -120,6 +122,29 @@ pub struct ServeArgs {
     /// (data not yet in Parquet) [default: 8589934592 (8 GiB)]
     #[arg(long, env = "STRATA_WAL_MAX_BYTES", value_name = "BYTES")]
     pub wal_max_bytes: Option<u64>,
+
+    /// How often compaction looks for partitions with small files to merge [default: 1m]
+    #[arg(long, env = "STRATA_COMPACTION_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub compaction_interval: Option<Duration>,
+
+    /// Compaction merges files smaller than half of this into files of up to about this many
+    /// bytes [default: 134217728 (128 MiB)]
+    #[arg(long, env = "STRATA_COMPACTION_TARGET_BYTES", value_name = "BYTES")]
+    pub compaction_target_bytes: Option<u64>,
+
+    /// Default retention of every tenant and signal, e.g. `30d`; unset keeps data forever.
+    /// The file's `[retention]` table sets it per signal and per tenant (`retention.default`)
+    #[arg(long, env = "STRATA_RETENTION", value_name = "DURATION", value_parser = parse_duration)]
+    pub retention: Option<Duration>,
+
+    /// How often retention and garbage collection run [default: 5m]
+    #[arg(long, env = "STRATA_RETENTION_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub retention_interval: Option<Duration>,
+
+    /// How long files replaced by compaction or expired by retention stay readable (for
+    /// queries already running) before their objects are deleted [default: 5m]
+    #[arg(long, env = "STRATA_DELETE_GRACE", value_name = "DURATION", value_parser = parse_duration)]
+    pub delete_grace: Option<Duration>,
 }
 
 /// The keys of the configuration file (each optional; unknown keys are an error).
@@ -145,6 +170,86 @@ pub struct FileConfig {
     pub wal_sync_delay: Option<Duration>,
     pub wal_segment_bytes: Option<u64>,
     pub wal_max_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub compaction_interval: Option<Duration>,
+    pub compaction_target_bytes: Option<u64>,
+    pub retention: Option<RetentionFile>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub retention_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub delete_grace: Option<Duration>,
+}
+
+/// The `[retention]` table of the file: a default, per-signal defaults, per-tenant
+/// overrides (`[retention.tenants.acme]`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionFile {
+    #[serde(default, deserialize_with = "de_duration")]
+    pub default: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub spans: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub logs: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub metrics: Option<Duration>,
+    #[serde(default)]
+    pub tenants: std::collections::HashMap<String, TenantRetentionFile>,
+}
+
+/// One tenant's `[retention.tenants.<id>]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantRetentionFile {
+    #[serde(default, deserialize_with = "de_duration")]
+    pub default: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub spans: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub logs: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub metrics: Option<Duration>,
+}
+
+fn signal_durations(
+    spans: Option<Duration>,
+    logs: Option<Duration>,
+    metrics: Option<Duration>,
+) -> std::collections::HashMap<Signal, Duration> {
+    [
+        (Signal::Spans, spans),
+        (Signal::Logs, logs),
+        (Signal::Metrics, metrics),
+    ]
+    .into_iter()
+    .filter_map(|(s, d)| d.map(|d| (s, d)))
+    .collect()
+}
+
+/// The retention policy: `--retention` beats the file's `retention.default`.
+fn retention_policy(
+    flag: Option<Duration>,
+    file: Option<RetentionFile>,
+) -> Result<RetentionPolicy, ConfigError> {
+    let file = file.unwrap_or_default();
+    let mut tenants = std::collections::HashMap::new();
+    for (id, t) in file.tenants {
+        TenantId::new(&id).map_err(|e| {
+            ConfigError::Invalid(format!("retention.tenants.{id}: invalid tenant id: {e}"))
+        })?;
+        tenants.insert(
+            id,
+            TenantRetention {
+                default: t.default,
+                signals: signal_durations(t.spans, t.logs, t.metrics),
+            },
+        );
+    }
+    Ok(RetentionPolicy {
+        default: flag.or(file.default),
+        signals: signal_durations(file.spans, file.logs, file.metrics),
+        tenants,
+    })
 }
 
 /// The resolved configuration of a node.
@@ -167,6 +272,11 @@ pub struct Config {
     pub wal_sync_delay: Duration,
     pub wal_segment_bytes: u64,
     pub wal_max_bytes: u64,
+    pub compaction_interval: Duration,
+    pub compaction_target_bytes: u64,
+    pub retention: RetentionPolicy,
+    pub retention_interval: Duration,
+    pub delete_grace: Duration,
 }
 
 /// Why the configuration could not be resolved.
@@ -235,7 +345,25 @@ impl ServeArgs {
             .map(|d| absolute(&d))
             .transpose()?
             .unwrap_or_else(|| data_dir.join("wal"));
+        let retention = retention_policy(self.retention, file.retention)?;
         Ok(Config {
+            compaction_interval: self
+                .compaction_interval
+                .or(file.compaction_interval)
+                .unwrap_or(Duration::from_secs(60)),
+            compaction_target_bytes: self
+                .compaction_target_bytes
+                .or(file.compaction_target_bytes)
+                .unwrap_or(128 * 1024 * 1024),
+            retention,
+            retention_interval: self
+                .retention_interval
+                .or(file.retention_interval)
+                .unwrap_or(Duration::from_secs(300)),
+            delete_grace: self
+                .delete_grace
+                .or(file.delete_grace)
+                .unwrap_or(Duration::from_secs(300)),
             max_buffer_bytes: self
                 .max_buffer_bytes
                 .or(file.max_buffer_bytes)
@@ -477,6 +605,50 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(matches!(err, ConfigError::Read { .. }));
+    }
+
+    #[test]
+    fn retention_tables_resolve_per_tenant_and_signal() {
+        let file: FileConfig = toml::from_str(
+            r#"
+                [retention]
+                default = "30d"
+                spans = "7d"
+                [retention.tenants.acme]
+                default = "90d"
+                logs = "14d"
+            "#,
+        )
+        .unwrap();
+        let day = |d: u64| Some(Duration::from_secs(d * 86_400));
+        let c = ServeArgs::default().resolve_with(file).unwrap();
+        let acme = TenantId::new("acme").unwrap();
+        let other = TenantId::new("other").unwrap();
+        assert_eq!(c.retention.for_table(&acme, Signal::Logs), day(14));
+        assert_eq!(c.retention.for_table(&acme, Signal::Spans), day(90));
+        assert_eq!(c.retention.for_table(&other, Signal::Spans), day(7));
+        assert_eq!(c.retention.for_table(&other, Signal::Metrics), day(30));
+        // The flag replaces the file's default only.
+        let file: FileConfig =
+            toml::from_str("[retention]\ndefault = \"30d\"\nspans = \"7d\"").unwrap();
+        let c = ServeArgs {
+            retention: day(1),
+            ..Default::default()
+        }
+        .resolve_with(file)
+        .unwrap();
+        assert_eq!(c.retention.for_table(&other, Signal::Metrics), day(1));
+        assert_eq!(c.retention.for_table(&other, Signal::Spans), day(7));
+        // No retention anywhere: keep forever.
+        let c = ServeArgs::default()
+            .resolve_with(FileConfig::default())
+            .unwrap();
+        assert_eq!(c.retention.for_table(&other, Signal::Logs), None);
+        // Tenant ids in the file are validated.
+        let file: FileConfig =
+            toml::from_str("[retention.tenants.\"a/b\"]\ndefault = \"1d\"").unwrap();
+        let err = ServeArgs::default().resolve_with(file).unwrap_err();
+        assert!(err.to_string().contains("retention.tenants.a/b"), "{err}");
     }
 
     #[test]

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use prometheus_client::registry::Registry;
 use strata_ingest::{IngestConfig, Ingestor};
 use strata_query::{QueryConfig, QueryEngine};
+use strata_storage::maintenance::MaintenanceConfig;
 use strata_storage::wal::WalConfig;
 use strata_storage::{SqlCatalog, Storage, StorageConfig};
 use tokio::net::TcpListener;
@@ -74,6 +75,7 @@ pub struct Node {
     stop_api: watch::Sender<bool>,
     ingest_tasks: Vec<JoinHandle<()>>,
     flusher: JoinHandle<()>,
+    maintenance: JoinHandle<()>,
     api_task: JoinHandle<()>,
 }
 
@@ -137,7 +139,16 @@ impl Node {
             )),
         ];
         let (stop_flusher, flusher_rx) = watch::channel(false);
-        let flusher = tokio::spawn(storage.clone().run_flusher(wait_for_shutdown(flusher_rx)));
+        let flusher = tokio::spawn(
+            storage
+                .clone()
+                .run_flusher(wait_for_shutdown(flusher_rx.clone())),
+        );
+        let maintenance = tokio::spawn(
+            storage
+                .clone()
+                .run_maintenance(wait_for_shutdown(flusher_rx)),
+        );
 
         api_state.ready(engine.clone(), registry);
         for (listener, addr) in [("otlp-grpc", grpc_addr), ("otlp-http", otlp_http_addr)] {
@@ -157,6 +168,7 @@ impl Node {
             stop_api,
             ingest_tasks,
             flusher,
+            maintenance,
             api_task,
         })
     }
@@ -170,6 +182,7 @@ impl Node {
         }
         let _ = self.stop_flusher.send(true);
         let _ = self.flusher.await;
+        let _ = self.maintenance.await;
         let _ = self.stop_api.send(true);
         let _ = self.api_task.await;
     }
@@ -210,6 +223,14 @@ async fn build_storage(config: &Config) -> Result<Arc<Storage>, StartError> {
             max_total_buffer_bytes: config.max_buffer_bytes,
             wal: Some(wal),
             node_id,
+            maintenance: MaintenanceConfig {
+                compaction_interval: config.compaction_interval,
+                compaction_target_bytes: config.compaction_target_bytes,
+                retention_interval: config.retention_interval,
+                delete_grace: config.delete_grace,
+                retention: config.retention.clone(),
+                ..MaintenanceConfig::default()
+            },
             ..StorageConfig::default()
         },
     )

@@ -134,6 +134,64 @@ impl Collector for StorageCollector {
             )?;
             gauge.encode(metric)?;
         }
+        let m = self.0.maintenance_stats();
+        let maintenance = [
+            (
+                "strata_compaction_runs",
+                "Partitions compacted",
+                &m.compactions,
+            ),
+            (
+                "strata_compaction_files_in",
+                "Files merged away by compaction",
+                &m.compaction_files_in,
+            ),
+            (
+                "strata_compaction_bytes_in",
+                "Bytes of files merged by compaction",
+                &m.compaction_bytes_in,
+            ),
+            (
+                "strata_compaction_bytes_out",
+                "Bytes of files written by compaction",
+                &m.compaction_bytes_out,
+            ),
+            (
+                "strata_compaction_errors",
+                "Failed partition compactions",
+                &m.compaction_errors,
+            ),
+            (
+                "strata_retention_files_deleted",
+                "Files dropped by retention",
+                &m.retention_files_deleted,
+            ),
+            (
+                "strata_retention_rows_deleted",
+                "Rows dropped by retention",
+                &m.retention_rows_deleted,
+            ),
+            (
+                "strata_retention_bytes_deleted",
+                "Bytes dropped by retention",
+                &m.retention_bytes_deleted,
+            ),
+            (
+                "strata_gc_objects_deleted",
+                "Objects deleted after their grace period",
+                &m.objects_deleted,
+            ),
+            (
+                "strata_gc_orphans_deleted",
+                "Objects deleted because no catalog row knew them",
+                &m.orphans_deleted,
+            ),
+        ];
+        for (name, help, value) in maintenance {
+            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
         let gauge = ConstGauge::new(self.0.buffered_bytes() as i64);
         let metric = encoder.encode_descriptor(
             "strata_storage_buffered_bytes",

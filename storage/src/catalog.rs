@@ -55,6 +55,25 @@ pub trait Catalog: Send + Sync + fmt::Debug {
 
     /// The WAL watermarks of one node.
     async fn watermarks(&self, node_id: &str) -> Result<Vec<Watermark>>;
+
+    /// Swaps files atomically: removes the rows of `removed` (every one must still exist,
+    /// else nothing changes and [`Error::Conflict`] is returned), adds `added`, and schedules
+    /// the removed objects for deletion at `delete_after` (ns since the epoch).
+    async fn replace_files(
+        &self,
+        removed: &[FileMeta],
+        added: &[FileMeta],
+        delete_after: i64,
+    ) -> Result<()>;
+
+    /// Paths whose deletion is due at `now`, at most `limit` of them.
+    async fn due_deletes(&self, now: i64, limit: i64) -> Result<Vec<String>>;
+
+    /// Forgets scheduled deletions that are done.
+    async fn forget_deletes(&self, paths: &[String]) -> Result<()>;
+
+    /// Every path scheduled for deletion.
+    async fn pending_deletes(&self) -> Result<Vec<String>>;
 }
 
 /// Migrations, applied in order, each once. Append; never edit a released one.
@@ -64,6 +83,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "wal_watermarks",
         include_str!("../migrations/0002_wal_watermarks.sql"),
+    ),
+    (
+        3,
+        "pending_deletes",
+        include_str!("../migrations/0003_pending_deletes.sql"),
     ),
 ];
 
@@ -164,22 +188,7 @@ impl Catalog for SqlCatalog {
     async fn add_files(&self, files: &[FileMeta], watermark: Option<&Watermark>) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for f in files {
-            sqlx::query(
-                "INSERT INTO files (id, tenant, signal, path, min_time, max_time, row_count, \
-                 size_bytes, level, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(&f.id)
-            .bind(f.tenant.as_str())
-            .bind(f.signal.as_str())
-            .bind(&f.path)
-            .bind(f.min_time)
-            .bind(f.max_time)
-            .bind(f.rows)
-            .bind(f.size_bytes)
-            .bind(f.level)
-            .bind(f.created_at)
-            .execute(&mut *tx)
-            .await?;
+            insert_file(&mut tx, f).await?;
         }
         if let Some(w) = watermark {
             sqlx::query(
@@ -219,6 +228,69 @@ impl Catalog for SqlCatalog {
             .collect()
     }
 
+    async fn replace_files(
+        &self,
+        removed: &[FileMeta],
+        added: &[FileMeta],
+        delete_after: i64,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for f in removed {
+            let done = sqlx::query("DELETE FROM files WHERE id = $1")
+                .bind(&f.id)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() != 1 {
+                // Another job (or node) got there first; the transaction rolls back on drop.
+                return Err(Error::Conflict(format!(
+                    "file {} is no longer in the catalog",
+                    f.id
+                )));
+            }
+            sqlx::query(
+                "INSERT INTO pending_deletes (path, delete_after) VALUES ($1, $2) \
+                 ON CONFLICT (path) DO NOTHING",
+            )
+            .bind(&f.path)
+            .bind(delete_after)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for f in added {
+            insert_file(&mut tx, f).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn due_deletes(&self, now: i64, limit: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT path FROM pending_deletes WHERE delete_after <= $1 ORDER BY delete_after LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn forget_deletes(&self, paths: &[String]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for path in paths {
+            sqlx::query("DELETE FROM pending_deletes WHERE path = $1")
+                .bind(path)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn pending_deletes(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT path FROM pending_deletes")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     async fn list_files(&self) -> Result<Vec<FileMeta>> {
         let rows = sqlx::query(
             "SELECT id, tenant, signal, path, min_time, max_time, row_count, size_bytes, level, \
@@ -247,6 +319,26 @@ impl Catalog for SqlCatalog {
             })
             .collect()
     }
+}
+
+async fn insert_file(tx: &mut sqlx::Transaction<'_, sqlx::Any>, f: &FileMeta) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO files (id, tenant, signal, path, min_time, max_time, row_count, \
+         size_bytes, level, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&f.id)
+    .bind(f.tenant.as_str())
+    .bind(f.signal.as_str())
+    .bind(&f.path)
+    .bind(f.min_time)
+    .bind(f.max_time)
+    .bind(f.rows)
+    .bind(f.size_bytes)
+    .bind(f.level)
+    .bind(f.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// The statements of a migration file: `--` comment lines dropped, split at `;`.
@@ -283,7 +375,108 @@ fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    //! Every test runs twice, as `<test>::sqlite` and `<test>::postgres`, and asserts the same
+    //! behaviour on both. The PostgreSQL variants need a server: `STRATA_TEST_POSTGRES_URL`
+    //! names a database on it that may create databases (`./scripts/test.sh` starts one and
+    //! sets it); each test creates a fresh database there. Without the variable they fail and
+    //! say how to run them: a catalog that only works on SQLite must not look green.
+
     use super::*;
+    use sqlx::{Connection, Executor};
+
+    const POSTGRES_URL_VAR: &str = "STRATA_TEST_POSTGRES_URL";
+
+    /// A fresh, empty catalog database for one test.
+    struct TestDb {
+        url: String,
+        /// The SQLite file's directory, removed on drop.
+        _dir: Option<tempfile::TempDir>,
+        /// PostgreSQL: the admin URL and the database to drop when the test has passed.
+        postgres: Option<(String, String)>,
+    }
+
+    impl TestDb {
+        fn sqlite() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            Self {
+                url: format!("sqlite://{}/catalog.db", dir.path().display()),
+                _dir: Some(dir),
+                postgres: None,
+            }
+        }
+
+        /// Creates a database named after the test (and a random suffix) through the admin
+        /// URL in `STRATA_TEST_POSTGRES_URL`.
+        async fn postgres(test: &str) -> Self {
+            let admin = std::env::var(POSTGRES_URL_VAR).unwrap_or_default();
+            assert!(
+                !admin.is_empty(),
+                "\n\n{POSTGRES_URL_VAR} is not set: this test runs the catalog against a real \
+                 PostgreSQL.\nRun `./scripts/test.sh rust` (it starts PostgreSQL and sets the \
+                 variable), or start one yourself:\n    url=$(scripts/services.sh start-postgres 0 \
+                 /tmp/strata-pg)   # prints postgres://postgres@127.0.0.1:PORT/strata\n    \
+                 {POSTGRES_URL_VAR}=$url cargo test -p strata-storage catalog\n    \
+                 scripts/services.sh stop-postgres /tmp/strata-pg\n\n"
+            );
+            let suffix = uuid::Uuid::now_v7().simple().to_string();
+            // v7 ids start with the time: the random tail keeps parallel tests apart.
+            let name = format!("strata_test_{}_{}", &test[..test.len().min(30)], &suffix[20..]);
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_URL_VAR}={admin}: {e}"));
+            conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
+                .await
+                .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
+            conn.close().await.unwrap();
+            let mut url = url::Url::parse(&admin).unwrap();
+            url.set_path(&name);
+            Self {
+                url: url.to_string(),
+                _dir: None,
+                postgres: Some((admin, name)),
+            }
+        }
+
+        /// Drops the PostgreSQL database (after a pass only: a failed test leaves it to look at).
+        async fn remove(self) {
+            if let Some((admin, name)) = &self.postgres {
+                let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
+                conn.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+                    .await
+                    .unwrap();
+                conn.close().await.unwrap();
+            }
+        }
+    }
+
+    /// Turns each `async fn name(url: &str)` below into the tests `name::sqlite` and
+    /// `name::postgres`.
+    macro_rules! on_sqlite_and_postgres {
+        ($($name:ident),* $(,)?) => {$(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    let db = super::TestDb::sqlite();
+                    super::$name(&db.url).await;
+                    db.remove().await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    let db = super::TestDb::postgres(stringify!($name)).await;
+                    super::$name(&db.url).await;
+                    db.remove().await;
+                }
+            }
+        )*};
+    }
+
+    on_sqlite_and_postgres!(
+        round_trip_and_idempotent_migrations,
+        add_files_is_all_or_nothing,
+        times_and_sequence_numbers_keep_64_bits,
+        watermarks_are_per_node_and_table,
+    );
 
     fn file(id: &str, tenant: &str, min: i64) -> FileMeta {
         FileMeta {
@@ -300,33 +493,53 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn sqlite_round_trip_and_idempotent_migrations() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/catalog.db", dir.path().display());
-        let catalog = SqlCatalog::connect(&url).await.unwrap();
+    fn mark(node: &str, tenant: &str, signal: Signal, seq: u64) -> Watermark {
+        Watermark {
+            node_id: node.into(),
+            tenant: TenantId::new(tenant).unwrap(),
+            signal,
+            seq,
+        }
+    }
+
+    /// The rows of `strata_migrations`: (version, name).
+    async fn applied_migrations(catalog: &SqlCatalog) -> Vec<(i64, String)> {
+        sqlx::query("SELECT version, name FROM strata_migrations ORDER BY version")
+            .fetch_all(&catalog.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get::<i64, _>("version"), row.get::<String, _>("name")))
+            .collect()
+    }
+
+    async fn round_trip_and_idempotent_migrations(url: &str) {
+        let every_migration: Vec<(i64, String)> = MIGRATIONS
+            .iter()
+            .map(|(version, name, _)| (*version, name.to_string()))
+            .collect();
+        let catalog = SqlCatalog::connect(url).await.unwrap();
+        assert_eq!(applied_migrations(&catalog).await, every_migration);
+        assert_eq!(catalog.list_files().await.unwrap(), vec![]);
         catalog
             .add_files(&[file("b", "t1", 20), file("a", "t2", 10)], None)
             .await
             .unwrap();
+        catalog.pool.close().await;
         drop(catalog);
-        // Reopening applies no migration twice and finds the rows.
-        let catalog = SqlCatalog::connect(&url).await.unwrap();
-        let files = catalog.list_files().await.unwrap();
-        assert_eq!(files, vec![file("a", "t2", 10), file("b", "t1", 20)]);
+        // Reopening (twice) applies no migration again and finds the rows.
+        for _ in 0..2 {
+            let catalog = SqlCatalog::connect(url).await.unwrap();
+            assert_eq!(applied_migrations(&catalog).await, every_migration);
+            let files = catalog.list_files().await.unwrap();
+            assert_eq!(files, vec![file("a", "t2", 10), file("b", "t1", 20)]);
+            catalog.pool.close().await;
+        }
     }
 
-    #[tokio::test]
-    async fn add_files_is_all_or_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/catalog.db", dir.path().display());
-        let catalog = SqlCatalog::connect(&url).await.unwrap();
-        let mark = |seq| Watermark {
-            node_id: "n1".into(),
-            tenant: TenantId::new("t").unwrap(),
-            signal: Signal::Logs,
-            seq,
-        };
+    async fn add_files_is_all_or_nothing(url: &str) {
+        let catalog = SqlCatalog::connect(url).await.unwrap();
+        let mark = |seq| mark("n1", "t", Signal::Logs, seq);
         catalog
             .add_files(&[file("a", "t", 1)], Some(&mark(5)))
             .await
@@ -335,7 +548,7 @@ mod tests {
         let err = catalog
             .add_files(&[file("c", "t", 2), file("a", "t", 3)], Some(&mark(9)))
             .await;
-        assert!(err.is_err());
+        assert!(matches!(err, Err(Error::Catalog(_))), "{err:?}");
         assert_eq!(catalog.watermarks("n1").await.unwrap(), vec![mark(5)]);
         assert!(catalog.watermarks("n2").await.unwrap().is_empty());
         catalog
@@ -351,5 +564,69 @@ mod tests {
             .map(|f| f.id)
             .collect();
         assert_eq!(ids, vec!["a".to_string(), "d".to_string()]);
+        catalog.pool.close().await;
+    }
+
+    /// Nanosecond times, sizes and WAL sequence numbers past 32 bits come back unchanged.
+    async fn times_and_sequence_numbers_keep_64_bits(url: &str) {
+        let catalog = SqlCatalog::connect(url).await.unwrap();
+        let big = FileMeta {
+            id: "01929a3c-0000-7000-8000-000000000001".into(),
+            tenant: TenantId::new("tenant.with-all_chars.0").unwrap(),
+            signal: Signal::Metrics,
+            path: "tenant=tenant.with-all_chars.0/signal=metrics/date=2262-04-11/hour=23/x.parquet"
+                .into(),
+            min_time: -1_000_000_000_000_000_000,
+            max_time: i64::MAX,
+            rows: 5_000_000_000,
+            size_bytes: i64::MAX - 1,
+            level: i32::MAX,
+            created_at: 1_763_000_000_123_456_789,
+        };
+        let seq = i64::MAX as u64;
+        let w = mark("node-64", "tenant.with-all_chars.0", Signal::Metrics, seq);
+        catalog
+            .add_files(std::slice::from_ref(&big), Some(&w))
+            .await
+            .unwrap();
+        assert_eq!(catalog.list_files().await.unwrap(), vec![big]);
+        assert_eq!(catalog.watermarks("node-64").await.unwrap(), vec![w]);
+        catalog.pool.close().await;
+    }
+
+    /// Watermarks are kept per (node, tenant, signal); a flush without one leaves them alone.
+    async fn watermarks_are_per_node_and_table(url: &str) {
+        let catalog = SqlCatalog::connect(url).await.unwrap();
+        let writes = [
+            mark("n1", "a", Signal::Logs, 3),
+            mark("n1", "a", Signal::Spans, 4),
+            mark("n1", "b", Signal::Logs, 5),
+            mark("n2", "a", Signal::Logs, 6),
+            mark("n1", "a", Signal::Logs, 7),
+        ];
+        for (i, w) in writes.iter().enumerate() {
+            let f = file(&format!("f{i}"), w.tenant.as_str(), i as i64);
+            catalog.add_files(&[f], Some(w)).await.unwrap();
+        }
+        catalog
+            .add_files(&[file("no-mark", "a", 100)], None)
+            .await
+            .unwrap();
+        let mut n1 = catalog.watermarks("n1").await.unwrap();
+        n1.sort_by(|x, y| (x.tenant.as_str(), x.signal).cmp(&(y.tenant.as_str(), y.signal)));
+        assert_eq!(
+            n1,
+            vec![
+                mark("n1", "a", Signal::Spans, 4),
+                mark("n1", "a", Signal::Logs, 7),
+                mark("n1", "b", Signal::Logs, 5),
+            ]
+        );
+        assert_eq!(
+            catalog.watermarks("n2").await.unwrap(),
+            vec![mark("n2", "a", Signal::Logs, 6)]
+        );
+        assert_eq!(catalog.list_files().await.unwrap().len(), 6);
+        catalog.pool.close().await;
     }
 }

@@ -29,6 +29,8 @@ pub enum Error {
     BufferFull,
     #[error("the write-ahead log is full; retry later")]
     WalFull,
+    #[error("catalog conflict: {0}")]
+    Conflict(String),
     #[error("storage is shutting down")]
     ShuttingDown,
     #[error("{0} buffered flushes could not be written")]

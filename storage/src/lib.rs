@@ -21,6 +21,7 @@
 
 pub mod catalog;
 mod error;
+pub mod maintenance;
 pub mod objects;
 pub mod parquet_file;
 pub mod schema;

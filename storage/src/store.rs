@@ -12,6 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
 use crate::catalog::{Catalog, FileMeta, Watermark, now_ns};
+use crate::maintenance::{MaintenanceConfig, MaintenanceStats};
 use crate::parquet_file::{self, encode, object_path, partition_and_sort};
 use crate::schema::schema_for;
 use crate::wal::{Wal, WalConfig, WalRecord, WalStats};
@@ -32,6 +33,8 @@ pub struct StorageConfig {
     pub wal: Option<WalConfig>,
     /// This node's identity: the key of its WAL watermarks in the catalog.
     pub node_id: String,
+    /// Compaction, retention and garbage collection.
+    pub maintenance: MaintenanceConfig,
 }
 
 impl Default for StorageConfig {
@@ -43,6 +46,7 @@ impl Default for StorageConfig {
             flush_check_interval: Duration::from_secs(1),
             wal: None,
             node_id: "local".into(),
+            maintenance: MaintenanceConfig::default(),
         }
     }
 }
@@ -204,6 +208,7 @@ pub struct Storage {
     /// Serialises flushes so that one table's pending batches are written by one task.
     flush_lock: tokio::sync::Mutex<()>,
     stats: StorageStats,
+    maintenance_stats: MaintenanceStats,
 }
 
 impl Storage {
@@ -243,6 +248,7 @@ impl Storage {
             wal,
             flush_lock: tokio::sync::Mutex::new(()),
             stats: StorageStats::default(),
+            maintenance_stats: MaintenanceStats::default(),
         });
         storage.release_wal();
         Ok(storage)
@@ -330,6 +336,44 @@ impl Storage {
     /// Counters for `/metrics`.
     pub fn stats(&self) -> &StorageStats {
         &self.stats
+    }
+
+    /// Settings of the background jobs.
+    pub fn maintenance_config(&self) -> &MaintenanceConfig {
+        &self.config.maintenance
+    }
+
+    /// Counters of the background jobs, for `/metrics`.
+    pub fn maintenance_stats(&self) -> &MaintenanceStats {
+        &self.maintenance_stats
+    }
+
+    /// The file list of every table.
+    pub(crate) fn file_lists(&self) -> Vec<(TableKey, Vec<Arc<FileMeta>>)> {
+        self.tables
+            .all()
+            .into_iter()
+            .map(|(key, table)| {
+                let files = table.lock().files.clone();
+                (key, files)
+            })
+            .collect()
+    }
+
+    /// Replaces files in a table's list, in one critical section (after the catalog swap).
+    pub(crate) fn swap_files(
+        &self,
+        tenant: &TenantId,
+        signal: Signal,
+        removed: &[FileMeta],
+        added: Vec<FileMeta>,
+    ) {
+        let table = self.tables.table(tenant, signal);
+        let mut state = table.lock();
+        state
+            .files
+            .retain(|f| !removed.iter().any(|r| r.id == f.id));
+        state.files.extend(added.into_iter().map(Arc::new));
     }
 
     /// WAL counters for `/metrics`, when there is a WAL.
