@@ -13,6 +13,7 @@ use strata_storage::{Signal, Storage, TenantId};
 
 use crate::error::{QueryError, Result};
 use crate::metrics::QueryMetrics;
+use crate::stats::{QueryStats, ScanCounter, add_plan_metrics};
 use crate::table::SignalTable;
 
 /// The URL under which the storage's object store is registered with DataFusion.
@@ -39,11 +40,12 @@ impl Default for QueryConfig {
     }
 }
 
-/// A query's result: its schema and batches.
+/// A query's result: its schema, batches and what it took.
 #[derive(Debug, Clone)]
 pub struct QueryResult {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,
+    pub stats: QueryStats,
 }
 
 impl QueryResult {
@@ -116,6 +118,14 @@ impl QueryEngine {
 
     /// A session that sees only `tenant`'s tables.
     pub fn session(&self, tenant: &TenantId) -> Result<SessionContext> {
+        self.session_with_counter(tenant, ScanCounter::default())
+    }
+
+    fn session_with_counter(
+        &self,
+        tenant: &TenantId,
+        counter: ScanCounter,
+    ) -> Result<SessionContext> {
         let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, SCHEMA)
             .with_create_default_catalog_and_schema(true)
@@ -134,7 +144,8 @@ impl QueryEngine {
                 tenant.clone(),
                 signal,
                 self.store_url.clone(),
-            );
+            )
+            .with_counter(counter.clone());
             ctx.register_table(signal.as_str(), Arc::new(table))?;
         }
         Ok(ctx)
@@ -158,14 +169,30 @@ impl QueryEngine {
     }
 
     async fn run(&self, tenant: &TenantId, sql: &str) -> Result<QueryResult> {
-        let ctx = self.session(tenant)?;
+        let started = Instant::now();
+        let counter = ScanCounter::default();
+        let ctx = self.session_with_counter(tenant, counter.clone())?;
         let frame = ctx.sql_with_options(sql, Self::sql_options()).await?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let batches = self
+        let task_ctx = frame.task_ctx();
+        let plan = frame.create_physical_plan().await?;
+        let (batches, plan) = self
             .executor
-            .spawn(async move { frame.collect().await })
+            .spawn(async move {
+                let batches =
+                    datafusion::physical_plan::collect(plan.clone(), task_ctx.into()).await;
+                batches.map(|b| (b, plan))
+            })
             .await
             .map_err(|e| QueryError::Internal(format!("query task failed: {e}")))??;
-        Ok(QueryResult { schema, batches })
+        let mut stats = counter.snapshot();
+        add_plan_metrics(&plan, &mut stats);
+        stats.rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+        stats.elapsed_ms = started.elapsed().as_millis() as u64;
+        Ok(QueryResult {
+            schema,
+            batches,
+            stats,
+        })
     }
 }

@@ -1,6 +1,6 @@
 //! Query results as the SQL API returns them: JSON rows, CSV, or an Arrow IPC stream.
 //!
-//! JSON: `{"columns":[{"name":…,"type":…}],"rows":[[…],…]}`. Values keep their JSON type
+//! JSON: `{"columns":[{"name":…,"type":…}],"rows":[[…],…],"stats":{…}}`. Values keep their JSON type
 //! where JSON has one (numbers, booleans, strings, `null`); timestamps are RFC 3339 strings
 //! in UTC with nine fractional digits; maps and structs are objects; lists are arrays;
 //! binary is base64; non-finite floats are the strings `NaN`, `Infinity`, `-Infinity`.
@@ -115,7 +115,9 @@ pub fn to_json(result: &QueryResult) -> Result<Vec<u8>> {
             out.push(b']');
         }
     }
-    out.extend_from_slice(b"]}");
+    out.extend_from_slice(b"],\"stats\":");
+    serde_json::to_writer(&mut out, &result.stats).map_err(io_error)?;
+    out.push(b'}');
     Ok(out)
 }
 
@@ -345,6 +347,7 @@ mod tests {
         QueryResult {
             schema,
             batches: vec![batch],
+            stats: Default::default(),
         }
     }
 

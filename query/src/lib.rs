@@ -18,6 +18,7 @@ mod engine;
 mod error;
 pub mod format;
 mod metrics;
+pub mod stats;
 pub mod table;
 
 pub use engine::{CATALOG, QueryConfig, QueryEngine, QueryResult, SCHEMA, STORE_URL};

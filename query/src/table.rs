@@ -10,6 +10,7 @@ use datafusion::catalog::Session;
 use datafusion::common::{Result, ScalarValue, project_schema};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
@@ -19,6 +20,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use strata_storage::schema::{TIME_COLUMN, schema_for};
+
+use crate::stats::ScanCounter;
 use strata_storage::{Signal, Storage, TenantId, TimeRange};
 
 /// One tenant's table of one signal.
@@ -28,6 +31,7 @@ pub struct SignalTable {
     signal: Signal,
     schema: SchemaRef,
     store_url: ObjectStoreUrl,
+    counter: ScanCounter,
 }
 
 impl fmt::Debug for SignalTable {
@@ -52,7 +56,14 @@ impl SignalTable {
             signal,
             schema: schema_for(signal),
             store_url,
+            counter: ScanCounter::default(),
         }
+    }
+
+    /// Reports what scans read to `counter` (the query's stats).
+    pub fn with_counter(mut self, counter: ScanCounter) -> Self {
+        self.counter = counter;
+        self
     }
 }
 
@@ -83,6 +94,11 @@ impl TableProvider for SignalTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let range = time_range(filters);
         let snapshot = self.storage.snapshot(&self.tenant, self.signal, range);
+        self.counter.add_scan(
+            snapshot.files.len(),
+            snapshot.files_pruned,
+            snapshot.batches.len(),
+        );
         let partitions = state.config().target_partitions().max(1);
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::with_capacity(2);
 
@@ -103,8 +119,14 @@ impl TableProvider for SignalTable {
                     file.size_bytes as u64,
                 ));
             }
+            // Parquet footers are parsed once per file and kept in DataFusion's metadata cache.
+            let reader_factory = Arc::new(CachedParquetFileReaderFactory::new(
+                self.storage.object_store(),
+                state.runtime_env().cache_manager.get_file_metadata_cache(),
+            ));
             let source = ParquetSource::new(self.schema.clone())
-                .with_table_parquet_options(state.table_options().parquet.clone());
+                .with_table_parquet_options(state.table_options().parquet.clone())
+                .with_parquet_file_reader_factory(reader_factory);
             let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
                 .with_file_groups(
                     groups

@@ -123,6 +123,11 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_WAL_MAX_BYTES", value_name = "BYTES")]
     pub wal_max_bytes: Option<u64>,
 
+    /// Bytes of remote object-store data (S3, GCS) kept in the node's read cache; 0 turns it
+    /// off [default: 536870912 (512 MiB)]
+    #[arg(long, env = "STRATA_CACHE_BYTES", value_name = "BYTES")]
+    pub cache_bytes: Option<u64>,
+
     /// How often compaction looks for partitions with small files to merge [default: 1m]
     #[arg(long, env = "STRATA_COMPACTION_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
     pub compaction_interval: Option<Duration>,
@@ -170,6 +175,7 @@ pub struct FileConfig {
     pub wal_sync_delay: Option<Duration>,
     pub wal_segment_bytes: Option<u64>,
     pub wal_max_bytes: Option<u64>,
+    pub cache_bytes: Option<u64>,
     #[serde(default, deserialize_with = "de_duration")]
     pub compaction_interval: Option<Duration>,
     pub compaction_target_bytes: Option<u64>,
@@ -272,6 +278,7 @@ pub struct Config {
     pub wal_sync_delay: Duration,
     pub wal_segment_bytes: u64,
     pub wal_max_bytes: u64,
+    pub cache_bytes: u64,
     pub compaction_interval: Duration,
     pub compaction_target_bytes: u64,
     pub retention: RetentionPolicy,
@@ -347,6 +354,10 @@ impl ServeArgs {
             .unwrap_or_else(|| data_dir.join("wal"));
         let retention = retention_policy(self.retention, file.retention)?;
         Ok(Config {
+            cache_bytes: self
+                .cache_bytes
+                .or(file.cache_bytes)
+                .unwrap_or(512 * 1024 * 1024),
             compaction_interval: self
                 .compaction_interval
                 .or(file.compaction_interval)

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use prometheus_client::registry::Registry;
 use strata_ingest::{IngestConfig, Ingestor};
 use strata_query::{QueryConfig, QueryEngine};
+use strata_storage::cache::CacheStats;
 use strata_storage::maintenance::MaintenanceConfig;
 use strata_storage::wal::WalConfig;
 use strata_storage::{SqlCatalog, Storage, StorageConfig};
@@ -105,7 +106,7 @@ impl Node {
         ));
         tracing::info!(listener = "http", addr = %http_addr, "listening");
 
-        let storage = build_storage(&config).await?;
+        let (storage, cache) = build_storage(&config).await?;
         let ingestor = Ingestor::new(
             storage.clone(),
             IngestConfig {
@@ -122,7 +123,7 @@ impl Node {
         let mut registry = Registry::default();
         ingestor.metrics().register(&mut registry);
         engine.metrics().register(&mut registry);
-        telemetry::register_storage(&mut registry, storage.clone());
+        telemetry::register_storage(&mut registry, storage.clone(), cache);
 
         let (stop_ingest, ingest_rx) = watch::channel(false);
         let ingest_tasks = vec![
@@ -201,8 +202,10 @@ fn node_id(data_dir: &std::path::Path) -> std::io::Result<String> {
     }
 }
 
-async fn build_storage(config: &Config) -> Result<Arc<Storage>, StartError> {
-    let store = strata_storage::objects::object_store_from_url(&config.storage)?;
+async fn build_storage(
+    config: &Config,
+) -> Result<(Arc<Storage>, Option<Arc<CacheStats>>), StartError> {
+    let opened = strata_storage::objects::open_store(&config.storage, config.cache_bytes)?;
     let catalog = Arc::new(SqlCatalog::connect(&config.catalog).await?);
     let node_id = node_id(&config.data_dir).map_err(|source| StartError::DataDir {
         path: config.data_dir.clone(),
@@ -215,7 +218,7 @@ async fn build_storage(config: &Config) -> Result<Arc<Storage>, StartError> {
         sync_delay: config.wal_sync_delay,
     };
     let storage = Storage::open(
-        store,
+        opened.store,
         catalog,
         StorageConfig {
             max_buffer_age: config.flush_interval,
@@ -235,7 +238,7 @@ async fn build_storage(config: &Config) -> Result<Arc<Storage>, StartError> {
         },
     )
     .await?;
-    Ok(storage)
+    Ok((storage, opened.cache))
 }
 
 async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {

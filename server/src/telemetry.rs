@@ -9,6 +9,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use strata_storage::Storage;
+use strata_storage::cache::CacheStats;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -42,7 +43,7 @@ pub fn init_logging(format: LogFormat, filter: &str) {
 
 /// Storage figures, read at scrape time.
 #[derive(Debug)]
-struct StorageCollector(Arc<Storage>);
+struct StorageCollector(Arc<Storage>, Option<Arc<CacheStats>>);
 
 impl Collector for StorageCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -192,6 +193,43 @@ impl Collector for StorageCollector {
             let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
             counter.encode(metric)?;
         }
+        if let Some(cache) = &self.1 {
+            let counters = [
+                (
+                    "strata_cache_hits",
+                    "Object-store read cache block hits",
+                    &cache.hits,
+                ),
+                (
+                    "strata_cache_misses",
+                    "Object-store read cache block misses",
+                    &cache.misses,
+                ),
+                (
+                    "strata_cache_fetched_bytes",
+                    "Bytes fetched from the remote store on misses",
+                    &cache.bytes_fetched,
+                ),
+                (
+                    "strata_cache_evictions",
+                    "Blocks evicted from the read cache",
+                    &cache.evictions,
+                ),
+            ];
+            for (name, help, value) in counters {
+                let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+                let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+                counter.encode(metric)?;
+            }
+            let gauge = ConstGauge::new(cache.bytes.load(Ordering::Relaxed) as i64);
+            let metric = encoder.encode_descriptor(
+                "strata_cache_bytes",
+                "Bytes held by the object-store read cache",
+                None,
+                gauge.metric_type(),
+            )?;
+            gauge.encode(metric)?;
+        }
         let gauge = ConstGauge::new(self.0.buffered_bytes() as i64);
         let metric = encoder.encode_descriptor(
             "strata_storage_buffered_bytes",
@@ -205,6 +243,10 @@ impl Collector for StorageCollector {
 }
 
 /// Registers the storage collector.
-pub fn register_storage(registry: &mut Registry, storage: Arc<Storage>) {
-    registry.register_collector(Box::new(StorageCollector(storage)));
+pub fn register_storage(
+    registry: &mut Registry,
+    storage: Arc<Storage>,
+    cache: Option<Arc<CacheStats>>,
+) {
+    registry.register_collector(Box::new(StorageCollector(storage, cache)));
 }

@@ -420,7 +420,11 @@ mod tests {
             );
             let suffix = uuid::Uuid::now_v7().simple().to_string();
             // v7 ids start with the time: the random tail keeps parallel tests apart.
-            let name = format!("strata_test_{}_{}", &test[..test.len().min(30)], &suffix[20..]);
+            let name = format!(
+                "strata_test_{}_{}",
+                &test[..test.len().min(30)],
+                &suffix[20..]
+            );
             let mut conn = sqlx::PgConnection::connect(&admin)
                 .await
                 .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_URL_VAR}={admin}: {e}"));

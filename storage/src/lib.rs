@@ -19,6 +19,7 @@
 //! Depends on `strata-proto` only (per `docs/ARCHITECTURE.md`); nothing here knows about
 //! HTTP, gRPC or SQL.
 
+pub mod cache;
 pub mod catalog;
 mod error;
 pub mod maintenance;

@@ -30,7 +30,6 @@ from helpers import (
     metrics_request,
     normalize_rows,
     number_point,
-    parquet_files,
     rand_span_id,
     rand_trace_id,
     span,
@@ -39,6 +38,7 @@ from helpers import (
     wait_for,
 )
 from opentelemetry.proto.trace.v1 import trace_pb2
+from storage_backends import objects_of, parquet_keys
 
 HOUR_NS = 3_600_000_000_000
 HOUR12_NS = HOUR10_NS + 2 * HOUR_NS
@@ -78,7 +78,12 @@ def test_json_format(node, tenant, sample):
     assert r.status_code == 200
     assert r.headers["Content-Type"] == "application/json"
     body = r.json()
-    assert set(body) == {"columns", "rows"}
+    assert set(body) == {"columns", "rows", "stats"}
+    assert set(body["stats"]) == {
+        "files_scanned", "files_pruned", "buffer_batches_scanned", "row_groups_scanned",
+        "row_groups_pruned_statistics", "row_groups_pruned_bloom_filter", "bytes_scanned", "rows",
+        "elapsed_ms"}
+    assert body["stats"]["rows"] == len(body["rows"])
     cols = body["columns"]
     assert [c["name"] for c in cols] == ["name", "duration_ns", "time", "parent_span_id", "route", "attributes",
                                          "flags", "events", "q"]
@@ -356,11 +361,44 @@ def test_time_filter_prunes_files_in_explain(node, tenant):
     files, _ = explain_files(node, tenant, "WHERE name = 'at-12'")
     assert files == [(DAY, "10"), (DAY, "12")]
 
+    # The query stats say the same: one file read, one pruned by time, nothing from the buffer.
+    stats = node.sql_response(f"SELECT name FROM spans WHERE time >= '{DAY}T12:00:00Z'",
+                              tenant=tenant).json()["stats"]
+    assert (stats["files_scanned"], stats["files_pruned"], stats["buffer_batches_scanned"]) == (1, 1, 0)
+    assert stats["bytes_scanned"] > 0
+    stats = node.sql_response("SELECT name FROM spans", tenant=tenant).json()["stats"]
+    assert (stats["files_scanned"], stats["files_pruned"]) == (2, 0)
+
     # And the results agree with the plans.
     assert node.sql(f"SELECT name FROM spans WHERE time >= '{DAY}T12:00:00Z'", tenant=tenant) == [{"name": "at-12"}]
     assert node.sql(f"SELECT name FROM spans WHERE time < '{DAY}T11:00:00Z' ORDER BY name", tenant=tenant) == [
         {"name": "at-10"}, {"name": "at-10b"}]
     assert node.sql(f"SELECT count(*) AS n FROM spans WHERE time >= '{DAY}T13:00:00Z'", tenant=tenant) == [{"n": 0}]
+
+
+def test_trace_lookups_skip_row_groups_by_statistics_and_bloom_filter(node, tenant):
+    low, high, absent = bytes([0x10] * 16), bytes([0xf0] * 16), bytes([0x80] * 16)
+    other = bytes([0xf8] * 16)
+    # File 1 (hour 10) spans trace ids 10…10 to f0…f0: its min/max cannot rule out 80…80, only
+    # its bloom filter can. File 2 (hour 12) holds only f8…f8: statistics rule it out.
+    export_ok(node, "/v1/traces", traces_request([
+        span(low, rand_span_id(), name="low", start=HOUR10_NS + 1),
+        span(high, rand_span_id(), name="high", start=HOUR10_NS + 2),
+        span(other, rand_span_id(), name="other", start=HOUR12_NS + 1),
+    ]), tenant)
+    wait_for(lambda: len(explain_files(node, tenant)[0]) == 2 and "MemorySourceConfig" not in
+             explain_files(node, tenant)[1], timeout=30, what="two span files to be flushed")
+
+    r = node.sql_response(f"SELECT name FROM spans WHERE trace_id = '{absent.hex()}'", tenant=tenant).json()
+    assert r["rows"] == []
+    assert r["stats"]["files_scanned"] == 2
+    assert r["stats"]["row_groups_pruned_statistics"] == 1
+    assert r["stats"]["row_groups_pruned_bloom_filter"] == 1
+    assert r["stats"]["row_groups_scanned"] == 0
+
+    r = node.sql_response(f"SELECT name FROM spans WHERE trace_id = '{high.hex()}'", tenant=tenant).json()
+    assert r["rows"] == [["high"]]
+    assert r["stats"]["row_groups_scanned"] == 1
 
 
 # ------------------------------------------------------------------------------ Parquet layout
@@ -376,10 +414,11 @@ def test_parquet_layout(node, tenant):
     export_ok(node, "/v1/metrics", metrics_request([
         gauge_metric("m", [number_point(1.0, time_ns=HOUR12_NS + 3), number_point(2.0, time_ns=HOUR12_NS + 4)])]),
         tenant)
-    files = wait_for(lambda: (f := parquet_files(node.data_dir, tenant)) and len(f) >= 4 and f,
+    # Read through the storage under test: the local directory or the S3 bucket.
+    files = wait_for(lambda: (f := parquet_keys(node, tenant)) and len(f) >= 4 and f,
                      timeout=30, what="four files to be flushed")
-    root = node.data_dir / "objects"
-    rel = sorted(p.relative_to(root).as_posix() for p in files)
+    objects = objects_of(node)
+    rel = sorted(files)
     pattern = re.compile(
         rf"^tenant={re.escape(tenant)}/signal=(spans|logs|metrics)/date=(\d{{4}}-\d{{2}}-\d{{2}})/hour=(\d{{2}})/"
         r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}\.parquet$")
@@ -394,7 +433,7 @@ def test_parquet_layout(node, tenant):
     # Each file holds its hour's rows, with the table's columns, zstd-compressed.
     expected_rows = {("spans", "10"): 1, ("spans", "12"): 1, ("logs", "10"): 1, ("metrics", "12"): 2}
     for path, (signal_name, _day, hour) in zip(rel, parsed):
-        pf = pq.ParquetFile(root / path)
+        pf = pq.ParquetFile(io.BytesIO(objects.read(path)))
         table = pf.read()
         assert table.num_rows == expected_rows[(signal_name, hour)]
         start = HOUR10_NS + (int(hour) - 10) * HOUR_NS
@@ -432,7 +471,7 @@ def test_data_survives_restart_exactly_once(node_factory):
     n = node_factory.start("--flush-interval", "1s")
     tenant = unique_tenant("restart")
     _send_batch(n, tenant, "first", HOUR10_NS)
-    wait_for(lambda: len(parquet_files(n.data_dir, tenant)) >= 3, timeout=30, what="first batch flushed")
+    wait_for(lambda: len(parquet_keys(n, tenant)) >= 3, timeout=30, what="first batch flushed")
     # A second batch, still in the write buffer at shutdown: SIGTERM must flush it.
     _send_batch(n, tenant, "second", HOUR12_NS)
     before = _snapshot(n, tenant)
@@ -443,10 +482,10 @@ def test_data_survives_restart_exactly_once(node_factory):
     n.restart()
     assert _snapshot(n, tenant) == before
     # Both batches are in Parquet now, once each.
-    assert len(parquet_files(n.data_dir, tenant)) == 6
+    assert len(parquet_keys(n, tenant)) == 6
     n.restart()
     assert _snapshot(n, tenant) == before
-    assert len(parquet_files(n.data_dir, tenant)) == 6
+    assert len(parquet_keys(n, tenant)) == 6
     assert n.sql("SELECT count(*) AS n, count(DISTINCT span_id) AS d FROM spans", tenant=tenant) == [{"n": 6, "d": 6}]
 
 
@@ -455,10 +494,10 @@ def test_restart_with_only_buffered_data(node_factory):
     n = node_factory.start("--flush-interval", "1h")
     tenant = unique_tenant("buffered")
     _send_batch(n, tenant, "only", HOUR10_NS)
-    assert parquet_files(n.data_dir, tenant) == []
+    assert parquet_keys(n, tenant) == []
     before = _snapshot(n, tenant)
     n.restart()
-    assert len(parquet_files(n.data_dir, tenant)) == 3
+    assert len(parquet_keys(n, tenant)) == 3
     assert _snapshot(n, tenant) == before
 
 
@@ -469,7 +508,7 @@ def test_sigint_also_shuts_down_cleanly_and_flushes(node_factory):
     before = _snapshot(n, tenant)
     code = n.stop(signal.SIGINT)
     assert code == 0, n.stderr_text()
-    assert len(parquet_files(n.data_dir, tenant)) == 3
+    assert len(parquet_keys(n, tenant)) == 3
     n.start()
     assert _snapshot(n, tenant) == before
 
@@ -522,7 +561,11 @@ def test_cli_formats(node, tenant, sample):
 
     js = run_cli(q, "--server", server + "/", "--tenant", tenant, "--format", "json")
     assert js.returncode == 0, js.stderr
-    assert json.loads(js.stdout) == node.sql_result(q, tenant=tenant)
+    cli_json, api_json = json.loads(js.stdout), node.sql_result(q, tenant=tenant)
+    # Timings differ between two runs; everything else is the same.
+    cli_json["stats"].pop("elapsed_ms")
+    api_json["stats"].pop("elapsed_ms")
+    assert cli_json == api_json
     assert json.loads(js.stdout)["rows"] == [["GET /users", 1500000], ["GET /users/1", 1000], ["POST /orders", 2000]]
 
     cs = run_cli(q, "--server", server, "--tenant", tenant, "--format", "csv")
