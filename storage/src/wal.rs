@@ -7,7 +7,8 @@
 //! ```text
 //! u32 payload length | u32 CRC-32 of the payload | payload
 //! payload = u8 format version | u64 sequence number | u8 signal | u8 tenant length | tenant
-//!         | u32 IPC metadata length | Arrow IPC record-batch message | Arrow IPC body (LZ4)
+//!         | LZ4 block (size-prefixed) of: u32 IPC metadata length | Arrow IPC record-batch
+//!           message | Arrow IPC body
 //! ```
 //!
 //! Sequence numbers grow by one per record across segments and restarts. The schema is not
@@ -40,8 +41,8 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::buffer::Buffer;
+use arrow::ipc::MetadataVersion;
 use arrow::ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions};
-use arrow::ipc::{CompressionType, MetadataVersion};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
@@ -178,25 +179,29 @@ fn signal_from_code(code: u8) -> Option<Signal> {
 }
 
 /// Encodes a batch as a WAL payload with a zero sequence number.
+///
+/// The Arrow IPC message (metadata and body) is LZ4-compressed as one block rather than
+/// buffer by buffer: a small request has dozens of tiny buffers, and per-buffer framing
+/// would cost more than the data.
 pub fn encode_payload(tenant: &TenantId, signal: Signal, batch: &RecordBatch) -> Result<Vec<u8>> {
-    let options =
-        IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME))?;
+    let options = IpcWriteOptions::default();
     let mut tracker = DictionaryTracker::new(false);
     let mut context = IpcWriteContext::default();
     let (_dictionaries, encoded) =
         IpcDataGenerator::default().encode(batch, &mut tracker, &options, &mut context)?;
+    let mut message = Vec::with_capacity(4 + encoded.ipc_message.len() + encoded.arrow_data.len());
+    message.extend_from_slice(&(encoded.ipc_message.len() as u32).to_le_bytes());
+    message.extend_from_slice(&encoded.ipc_message);
+    message.extend_from_slice(&encoded.arrow_data);
+    let compressed = lz4_flex::block::compress_prepend_size(&message);
     let tenant = tenant.as_str().as_bytes();
-    let mut payload = Vec::with_capacity(
-        16 + tenant.len() + encoded.ipc_message.len() + encoded.arrow_data.len(),
-    );
+    let mut payload = Vec::with_capacity(12 + tenant.len() + compressed.len());
     payload.push(FORMAT_VERSION);
     payload.extend_from_slice(&0u64.to_le_bytes());
     payload.push(signal_code(signal));
     payload.push(tenant.len() as u8);
     payload.extend_from_slice(tenant);
-    payload.extend_from_slice(&(encoded.ipc_message.len() as u32).to_le_bytes());
-    payload.extend_from_slice(&encoded.ipc_message);
-    payload.extend_from_slice(&encoded.arrow_data);
+    payload.extend_from_slice(&compressed);
     Ok(payload)
 }
 
@@ -223,13 +228,23 @@ pub fn decode_payload(payload: &[u8]) -> std::result::Result<WalRecord, String> 
         .ok()
         .and_then(|t| TenantId::new(t).ok())
         .ok_or("invalid tenant id")?;
-    let meta_len = u32::from_le_bytes(take(&mut r, 4)?.try_into().expect("4 bytes")) as usize;
-    let meta = take(&mut r, meta_len)?;
-    let message = arrow::ipc::root_as_message(&meta).map_err(|e| format!("IPC message: {e}"))?;
-    let header = message
+    // The size prefix is checked against the limit before anything is allocated for it.
+    if r.len() < 4 {
+        return Err("record is shorter than its fields".into());
+    }
+    let size = u32::from_le_bytes(r[..4].try_into().expect("4 bytes")) as usize;
+    if size > MAX_RECORD_BYTES {
+        return Err(format!("record claims {size} bytes uncompressed"));
+    }
+    let message = lz4_flex::block::decompress_size_prepended(r).map_err(|e| format!("LZ4: {e}"))?;
+    let mut m = message.as_slice();
+    let meta_len = u32::from_le_bytes(take(&mut m, 4)?.try_into().expect("4 bytes")) as usize;
+    let meta = take(&mut m, meta_len)?;
+    let ipc = arrow::ipc::root_as_message(&meta).map_err(|e| format!("IPC message: {e}"))?;
+    let header = ipc
         .header_as_record_batch()
         .ok_or("IPC message is not a record batch")?;
-    let body = Buffer::from(r.to_vec());
+    let body = Buffer::from(m.to_vec());
     let batch = arrow::ipc::reader::read_record_batch(
         &body,
         header,
