@@ -563,9 +563,10 @@ impl Writer {
             current.max_seq = Some(last_seq);
             current.bytes >= self.config.segment_bytes
         };
-        if segment_full {
-            self.roll_segment();
-        }
+        // Order matters: the records reach the buffer while their segment is still the open
+        // one (never deleted), then the segment may be sealed (deletable once nothing older is
+        // buffered), then the appenders hear back.
+        let mut answers = Vec::with_capacity(group.len());
         for (i, append) in group.drain(..).enumerate() {
             let seq = first_seq + i as u64;
             (self.apply)(WalRecord {
@@ -574,7 +575,13 @@ impl Writer {
                 signal: append.signal,
                 batch: append.batch,
             });
-            let _ = append.done.send(Ok(seq));
+            answers.push((append.done, seq));
+        }
+        if segment_full {
+            self.roll_segment();
+        }
+        for (done, seq) in answers {
+            let _ = done.send(Ok(seq));
         }
     }
 

@@ -2,15 +2,13 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, Int32Array, RecordBatch, StringBuilder, TimestampNanosecondArray, UInt32Array,
-};
+use arrow::array::{ArrayRef, Int32Array, RecordBatch, TimestampNanosecondArray, UInt32Array};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use strata_storage::schema::{self, UTC};
 
 use super::{
-    Converted, MapColumn, Rejected, check_id, hex_id, service_name, timestamp, write_text,
+    Converted, MapColumn, Rejected, check_id, hex_id, service_name, strings, timestamp, write_text,
 };
 
 /// Times of a record: `time` falls back to the observed time, which falls back to the
@@ -42,16 +40,16 @@ pub fn logs_to_batch(request: &ExportLogsServiceRequest, received: i64) -> Conve
     let mut time = Vec::with_capacity(rows);
     let mut observed_time = Vec::with_capacity(rows);
     let mut severity_number = Vec::with_capacity(rows);
-    let mut severity_text = StringBuilder::new();
-    let mut body = StringBuilder::new();
-    let mut trace_id = StringBuilder::new();
-    let mut span_id = StringBuilder::new();
+    let mut severity_text = strings(rows, 16);
+    let mut body = strings(rows, 16);
+    let mut trace_id = strings(rows, 16);
+    let mut span_id = strings(rows, 16);
     let mut flags = Vec::with_capacity(rows);
-    let mut event_name = StringBuilder::new();
-    let mut service = StringBuilder::new();
+    let mut event_name = strings(rows, 16);
+    let mut service = strings(rows, 16);
     let mut resource_attributes = MapColumn::with_capacity(rows);
-    let mut scope_name = StringBuilder::new();
-    let mut scope_version = StringBuilder::new();
+    let mut scope_name = strings(rows, 16);
+    let mut scope_version = strings(rows, 16);
     let mut attributes = MapColumn::with_capacity(rows);
     let mut dropped_attributes = Vec::with_capacity(rows);
     let mut text = String::new();

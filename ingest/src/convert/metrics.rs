@@ -19,8 +19,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use strata_storage::schema::{self, UTC, list_item};
 
 use super::{
-    Converted, ListOffsets, MapColumn, Rejected, hex_id, service_name, struct_array, timestamp,
-    write_text,
+    Converted, ListOffsets, MapColumn, Rejected, hex_id, service_name, strings, struct_array,
+    timestamp, write_text,
 };
 
 /// The `aggregation_temporality` column's value.
@@ -128,12 +128,14 @@ struct Builder {
     text: String,
 }
 
-fn u64_list() -> ListBuilder<UInt64Builder> {
-    ListBuilder::new(UInt64Builder::new()).with_field(list_item(DataType::UInt64, false))
+fn u64_list(rows: usize, items: usize) -> ListBuilder<UInt64Builder> {
+    ListBuilder::with_capacity(UInt64Builder::with_capacity(items), rows)
+        .with_field(list_item(DataType::UInt64, false))
 }
 
-fn f64_list() -> ListBuilder<Float64Builder> {
-    ListBuilder::new(Float64Builder::new()).with_field(list_item(DataType::Float64, false))
+fn f64_list(rows: usize, items: usize) -> ListBuilder<Float64Builder> {
+    ListBuilder::with_capacity(Float64Builder::with_capacity(items), rows)
+        .with_field(list_item(DataType::Float64, false))
 }
 
 /// Values of a row that differ by metric type; absent ones are `NULL`.
@@ -172,41 +174,41 @@ impl Builder {
         Self {
             time: Vec::with_capacity(rows),
             start_time: Vec::with_capacity(rows),
-            metric_name: StringBuilder::new(),
-            metric_type: StringBuilder::new(),
-            description: StringBuilder::new(),
-            unit: StringBuilder::new(),
+            metric_name: strings(rows, 16),
+            metric_type: strings(rows, 16),
+            description: strings(rows, 16),
+            unit: strings(rows, 16),
             series: Vec::with_capacity(rows),
-            service: StringBuilder::new(),
+            service: strings(rows, 16),
             resource_attributes: MapColumn::with_capacity(rows),
-            scope_name: StringBuilder::new(),
-            scope_version: StringBuilder::new(),
+            scope_name: strings(rows, 16),
+            scope_version: strings(rows, 16),
             attributes: MapColumn::with_capacity(rows),
-            temporality: StringBuilder::new(),
-            is_monotonic: BooleanBuilder::new(),
+            temporality: strings(rows, 16),
+            is_monotonic: BooleanBuilder::with_capacity(rows),
             flags: Vec::with_capacity(rows),
-            value: Float64Builder::new(),
-            count: UInt64Builder::new(),
-            sum: Float64Builder::new(),
-            min: Float64Builder::new(),
-            max: Float64Builder::new(),
-            bucket_counts: u64_list(),
-            explicit_bounds: f64_list(),
-            scale: Int32Builder::new(),
-            zero_count: UInt64Builder::new(),
-            zero_threshold: Float64Builder::new(),
-            positive_offset: Int32Builder::new(),
-            positive_counts: u64_list(),
-            negative_offset: Int32Builder::new(),
-            negative_counts: u64_list(),
+            value: Float64Builder::with_capacity(rows),
+            count: UInt64Builder::with_capacity(rows),
+            sum: Float64Builder::with_capacity(rows),
+            min: Float64Builder::with_capacity(rows),
+            max: Float64Builder::with_capacity(rows),
+            bucket_counts: u64_list(rows, 0),
+            explicit_bounds: f64_list(rows, 0),
+            scale: Int32Builder::with_capacity(rows),
+            zero_count: UInt64Builder::with_capacity(rows),
+            zero_threshold: Float64Builder::with_capacity(rows),
+            positive_offset: Int32Builder::with_capacity(rows),
+            positive_counts: u64_list(rows, 0),
+            negative_offset: Int32Builder::with_capacity(rows),
+            negative_counts: u64_list(rows, 0),
             quantiles: ListOffsets::with_capacity(rows),
             q_quantile: Vec::new(),
             q_value: Vec::new(),
             exemplars: ListOffsets::with_capacity(rows),
             ex_time: Vec::new(),
-            ex_value: Float64Builder::new(),
-            ex_trace_id: StringBuilder::new(),
-            ex_span_id: StringBuilder::new(),
+            ex_value: Float64Builder::with_capacity(0),
+            ex_trace_id: strings(0, 0),
+            ex_span_id: strings(0, 0),
             ex_attributes: MapColumn::with_capacity(0),
             text: String::new(),
         }

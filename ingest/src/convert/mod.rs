@@ -189,6 +189,13 @@ pub(crate) fn any_to_json(value: &Value) -> serde_json::Value {
     }
 }
 
+/// A string builder sized for `rows` values of about `bytes_per_row` bytes. Sizing matters:
+/// the write buffer accounts batches by allocated capacity, and a default builder reserves
+/// room for 1024 values.
+pub(crate) fn strings(rows: usize, bytes_per_row: usize) -> StringBuilder {
+    StringBuilder::with_capacity(rows, rows * bytes_per_row)
+}
+
 /// Builds a `Map<Utf8, Utf8>` column one row at a time.
 pub(crate) struct MapColumn {
     keys: StringBuilder,
@@ -203,8 +210,8 @@ impl MapColumn {
         let mut offsets = Vec::with_capacity(rows + 1);
         offsets.push(0);
         Self {
-            keys: StringBuilder::new(),
-            values: StringBuilder::new(),
+            keys: strings(rows * 4, 12),
+            values: strings(rows * 4, 16),
             offsets,
             text: String::new(),
             seen: HashSet::new(),

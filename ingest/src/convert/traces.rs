@@ -12,8 +12,8 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use strata_storage::schema::{self, UTC};
 
 use super::{
-    Converted, ListOffsets, MapColumn, Rejected, check_id, hex_id, service_name, struct_array,
-    timestamp,
+    Converted, ListOffsets, MapColumn, Rejected, check_id, hex_id, service_name, strings,
+    struct_array, timestamp,
 };
 
 /// The `kind` column's value for a span kind.
@@ -66,16 +66,16 @@ pub fn spans_to_batch(request: &ExportTraceServiceRequest) -> Converted {
     let mut trace_id = StringBuilder::with_capacity(rows, rows * 32);
     let mut span_id = StringBuilder::with_capacity(rows, rows * 16);
     let mut parent_span_id = StringBuilder::with_capacity(rows, rows * 16);
-    let mut trace_state = StringBuilder::new();
+    let mut trace_state = strings(rows, 16);
     let mut flags = Vec::with_capacity(rows);
-    let mut name = StringBuilder::new();
-    let mut kind = StringBuilder::new();
-    let mut status_code = StringBuilder::new();
-    let mut status_message = StringBuilder::new();
-    let mut service = StringBuilder::new();
+    let mut name = strings(rows, 16);
+    let mut kind = strings(rows, 16);
+    let mut status_code = strings(rows, 16);
+    let mut status_message = strings(rows, 16);
+    let mut service = strings(rows, 16);
     let mut resource_attributes = MapColumn::with_capacity(rows);
-    let mut scope_name = StringBuilder::new();
-    let mut scope_version = StringBuilder::new();
+    let mut scope_name = strings(rows, 16);
+    let mut scope_version = strings(rows, 16);
     let mut attributes = MapColumn::with_capacity(rows);
     let mut dropped_attributes = Vec::with_capacity(rows);
     let mut dropped_events = Vec::with_capacity(rows);
@@ -83,14 +83,14 @@ pub fn spans_to_batch(request: &ExportTraceServiceRequest) -> Converted {
 
     let mut events = ListOffsets::with_capacity(rows);
     let mut ev_time = Vec::new();
-    let mut ev_name = StringBuilder::new();
+    let mut ev_name = strings(0, 0);
     let mut ev_attributes = MapColumn::with_capacity(0);
     let mut ev_dropped = Vec::new();
 
     let mut links = ListOffsets::with_capacity(rows);
-    let mut ln_trace_id = StringBuilder::new();
-    let mut ln_span_id = StringBuilder::new();
-    let mut ln_trace_state = StringBuilder::new();
+    let mut ln_trace_id = strings(0, 0);
+    let mut ln_span_id = strings(0, 0);
+    let mut ln_trace_state = strings(0, 0);
     let mut ln_flags = Vec::new();
     let mut ln_attributes = MapColumn::with_capacity(0);
     let mut ln_dropped = Vec::new();
