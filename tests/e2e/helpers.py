@@ -54,10 +54,15 @@ class SqlError(AssertionError):
 class StrataNode:
     """One running ``strata serve`` process."""
 
-    def __init__(self, data_dir: Path, extra_args: list[str] | None = None, name: str = "node"):
+    def __init__(self, data_dir: Path, extra_args: list[str] | None = None, name: str = "node",
+                 env: dict[str, str] | None = None):
         self.data_dir = Path(data_dir)
         self.extra_args = list(extra_args or [])
         self.name = name
+        # Added to the process environment (e.g. the AWS_* variables of an S3 object store).
+        self.env = dict(env or {})
+        # Where the node's objects are, for tests (storage_backends.objects_of); None: local.
+        self.objects = None
         self.proc: subprocess.Popen | None = None
         self.addrs: dict[str, str] = {}
         self.log_path: Path | None = None
@@ -94,6 +99,7 @@ class StrataNode:
             text=True,
             encoding="utf-8",
             errors="replace",
+            env={**os.environ, **self.env} if self.env else None,
         )
         proc = self.proc
         addrs = self.addrs
