@@ -128,6 +128,11 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_CACHE_BYTES", value_name = "BYTES")]
     pub cache_bytes: Option<u64>,
 
+    /// How long a shutdown keeps trying to flush the write buffer to the object store; what
+    /// is left stays in the WAL for the next start [default: 30s]
+    #[arg(long, env = "STRATA_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub shutdown_timeout: Option<Duration>,
+
     /// How often compaction looks for partitions with small files to merge [default: 1m]
     #[arg(long, env = "STRATA_COMPACTION_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
     pub compaction_interval: Option<Duration>,
@@ -176,6 +181,8 @@ pub struct FileConfig {
     pub wal_segment_bytes: Option<u64>,
     pub wal_max_bytes: Option<u64>,
     pub cache_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub shutdown_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration")]
     pub compaction_interval: Option<Duration>,
     pub compaction_target_bytes: Option<u64>,
@@ -279,6 +286,7 @@ pub struct Config {
     pub wal_segment_bytes: u64,
     pub wal_max_bytes: u64,
     pub cache_bytes: u64,
+    pub shutdown_timeout: Duration,
     pub compaction_interval: Duration,
     pub compaction_target_bytes: u64,
     pub retention: RetentionPolicy,
@@ -358,6 +366,10 @@ impl ServeArgs {
                 .cache_bytes
                 .or(file.cache_bytes)
                 .unwrap_or(512 * 1024 * 1024),
+            shutdown_timeout: self
+                .shutdown_timeout
+                .or(file.shutdown_timeout)
+                .unwrap_or(Duration::from_secs(30)),
             compaction_interval: self
                 .compaction_interval
                 .or(file.compaction_interval)

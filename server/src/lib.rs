@@ -234,6 +234,7 @@ async fn build_storage(
                 retention: config.retention.clone(),
                 ..MaintenanceConfig::default()
             },
+            shutdown_flush_timeout: config.shutdown_timeout,
             ..StorageConfig::default()
         },
     )

@@ -96,6 +96,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 pub struct SqlCatalog {
     pool: AnyPool,
     url_for_logs: String,
+    is_postgres: bool,
 }
 
 impl fmt::Debug for SqlCatalog {
@@ -137,49 +138,31 @@ impl SqlCatalog {
         let catalog = Self {
             pool,
             url_for_logs: redact(&url),
+            is_postgres: url.starts_with("postgres"),
         };
         catalog.migrate().await?;
         Ok(catalog)
     }
 
+    /// Applies pending migrations. On PostgreSQL, nodes starting together on one catalog
+    /// take turns through an advisory lock; SQLite serialises writers by itself.
     async fn migrate(&self) -> Result<()> {
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS strata_migrations (
-                version BIGINT PRIMARY KEY,
-                name TEXT NOT NULL,
-                applied_at BIGINT NOT NULL
-            )",
-        )
-        .execute(&self.pool)
-        .await?;
-        for (version, name, sql) in MIGRATIONS {
-            let mut tx = self.pool.begin().await?;
-            let done: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM strata_migrations WHERE version = $1")
-                    .bind(version)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if done.is_some() {
-                continue;
-            }
-            for statement in statements(sql) {
-                sqlx::query(&statement)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| Error::Migration(format!("{version} {name}: {e}")))?;
-            }
-            sqlx::query(
-                "INSERT INTO strata_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-            )
-            .bind(version)
-            .bind(*name)
-            .bind(now_ns())
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            tracing::info!(version, name, "applied catalog migration");
+        let mut conn = self.pool.acquire().await?;
+        if self.is_postgres {
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await?;
         }
-        Ok(())
+        let result = migrate_on(&mut conn).await;
+        if self.is_postgres {
+            // Released with the session anyway; unlock now so the connection is clean.
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await;
+        }
+        result
     }
 }
 
@@ -338,6 +321,49 @@ async fn insert_file(tx: &mut sqlx::Transaction<'_, sqlx::Any>, f: &FileMeta) ->
     .bind(f.created_at)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Key of the PostgreSQL advisory lock held while migrating ("strata" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7374_7261_7461;
+
+async fn migrate_on(conn: &mut sqlx::pool::PoolConnection<sqlx::Any>) -> Result<()> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS strata_migrations (
+            version BIGINT PRIMARY KEY,
+            name TEXT NOT NULL,
+            applied_at BIGINT NOT NULL
+        )",
+    )
+    .execute(&mut **conn)
+    .await?;
+    for (version, name, sql) in MIGRATIONS {
+        let mut tx = sqlx::Connection::begin(&mut **conn).await?;
+        let done: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM strata_migrations WHERE version = $1")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if done.is_some() {
+            continue;
+        }
+        for statement in statements(sql) {
+            sqlx::query(&statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| Error::Migration(format!("{version} {name}: {e}")))?;
+        }
+        sqlx::query(
+            "INSERT INTO strata_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(version)
+        .bind(*name)
+        .bind(now_ns())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version, name, "applied catalog migration");
+    }
     Ok(())
 }
 

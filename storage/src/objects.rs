@@ -52,18 +52,30 @@ pub fn object_store_from_url(url: &str) -> Result<Arc<dyn ObjectStore>> {
         "memory" => Ok(Arc::new(InMemory::new())),
         "s3" | "s3a" => {
             let builder = aws_profile(object_store::aws::AmazonS3Builder::from_env());
-            let store = builder.with_url(url).build()?;
+            let store = builder.with_url(url).with_retry(retry()).build()?;
             Ok(prefixed(store, &parsed))
         }
         "gs" => {
             let store = object_store::gcp::GoogleCloudStorageBuilder::from_env()
                 .with_url(url)
+                .with_retry(retry())
                 .build()?;
             Ok(prefixed(store, &parsed))
         }
         other => Err(Error::Config(format!(
             "storage URL scheme {other:?} is not supported (use file://, s3://, gs:// or memory://)"
         ))),
+    }
+}
+
+/// Retries of one request to a remote store: a few, bounded in time. The flusher retries
+/// whole flushes with its own backoff (the WAL keeps the data meanwhile), so a long
+/// request-level retry loop would only delay shutdown and hide an outage.
+fn retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(20),
+        ..Default::default()
     }
 }
 

@@ -35,6 +35,8 @@ pub struct StorageConfig {
     pub node_id: String,
     /// Compaction, retention and garbage collection.
     pub maintenance: MaintenanceConfig,
+    /// How long a shutdown tries to flush the buffer; what is left stays in the WAL.
+    pub shutdown_flush_timeout: Duration,
 }
 
 impl Default for StorageConfig {
@@ -47,6 +49,7 @@ impl Default for StorageConfig {
             wal: None,
             node_id: "local".into(),
             maintenance: MaintenanceConfig::default(),
+            shutdown_flush_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -470,11 +473,15 @@ impl Storage {
         if let Some(wal) = self.wal.clone() {
             let _ = tokio::task::spawn_blocking(move || wal.close()).await;
         }
-        match self.flush_all().await {
-            Ok(()) => tracing::info!("flushed write buffer"),
-            Err(e) => {
+        match tokio::time::timeout(self.config.shutdown_flush_timeout, self.flush_all()).await {
+            Ok(Ok(())) => tracing::info!("flushed write buffer"),
+            Ok(Err(e)) => {
                 tracing::error!(error = %e, "could not flush the write buffer; the WAL keeps it")
             }
+            Err(_) => tracing::error!(
+                timeout_s = self.config.shutdown_flush_timeout.as_secs(),
+                "flushing the write buffer took too long; the WAL keeps what is left"
+            ),
         }
     }
 

@@ -188,11 +188,6 @@ def test_migrations_apply_once_over_restarts(node_factory, pg):
     assert contents(n, tenant) == expected("after")
 
 
-@pytest.mark.xfail(strict=True, raises=NodeError, reason=(
-    "server bug: SqlCatalog::migrate (storage/src/catalog.rs) does not serialise concurrent "
-    "migrations; two nodes starting together on a fresh PostgreSQL catalog race on "
-    "CREATE TABLE and one exits with 'duplicate key value violates unique constraint "
-    "pg_type_typname_nsp_index' (see tests/e2e/README.md, known issues)"))
 def test_nodes_starting_together_on_a_fresh_catalog(pg, strata_bin, tmp_path):
     """Several nodes share one PostgreSQL catalog (docs): their first start can coincide."""
     for trial in range(5):
