@@ -1,5 +1,10 @@
-//! # strata-bench
+//! # strata-bench (library)
 //!
-//! The load generator and benchmark runner: deterministic OTLP data shaped like real
-//! services, load over gRPC and HTTP, and the suite that publishes `docs/BENCHMARKS.md`.
-//! Nothing here yet: the benchmark issue builds it. Depends on `strata-proto` only.
+//! The deterministic data generators (`data`), their seeded random source (`rng`) and the
+//! data-set file format (`dataset_file`), shared by the `strata-bench` binary and by the
+//! in-process pipeline benchmark of the ingest crate (`ingest/examples/pipeline.rs`).
+//! Depends on `strata-proto` only.
+
+pub mod data;
+pub mod dataset_file;
+pub mod rng;

@@ -1,0 +1,105 @@
+//! The ingest pipeline in process, stage by stage, on one core: the "limit" figures of
+//! `docs/BENCHMARKS.md`. Reads a data set written by `strata-bench generate` and prints JSON:
+//!
+//! ```text
+//! cargo build --release -p strata-ingest --example pipeline
+//! target/release/examples/pipeline traces.otlp
+//! {"items": …, "decode_items_per_s": …, "convert_items_per_s": …, "parquet_items_per_s": …}
+//! ```
+//!
+//! - decode: protobuf → OTLP structs;
+//! - convert: decode, then OTLP → Arrow (`strata_ingest::convert`);
+//! - parquet: convert, then split by hour, sort and encode Parquet (`strata_storage::parquet_file`).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use strata_bench::data::Signal as OtlpSignal;
+use strata_ingest::convert::{logs_to_batch, metrics_to_batch, spans_to_batch};
+use strata_storage::Signal;
+use strata_storage::parquet_file::{encode, partition_and_sort};
+
+fn convert(signal: OtlpSignal, body: &Bytes) -> Option<arrow::array::RecordBatch> {
+    match signal {
+        OtlpSignal::Traces => {
+            spans_to_batch(&ExportTraceServiceRequest::decode(body.as_ref()).ok()?).batch
+        }
+        OtlpSignal::Logs => {
+            logs_to_batch(&ExportLogsServiceRequest::decode(body.as_ref()).ok()?, 0).batch
+        }
+        OtlpSignal::Metrics => {
+            metrics_to_batch(&ExportMetricsServiceRequest::decode(body.as_ref()).ok()?).batch
+        }
+    }
+}
+
+fn main() {
+    let path = std::env::args()
+        .nth(1)
+        .expect("usage: pipeline DATASET_FILE");
+    let dataset = strata_bench::dataset_file::read(path.as_ref()).expect("a data set file");
+    let signal = dataset.workload.signal();
+    let table = match signal {
+        OtlpSignal::Traces => Signal::Spans,
+        OtlpSignal::Logs => Signal::Logs,
+        OtlpSignal::Metrics => Signal::Metrics,
+    };
+    let items = dataset.total_items() as f64;
+
+    let t = Instant::now();
+    for body in &dataset.requests {
+        let ok = match signal {
+            OtlpSignal::Traces => ExportTraceServiceRequest::decode(body.as_ref()).is_ok(),
+            OtlpSignal::Logs => ExportLogsServiceRequest::decode(body.as_ref()).is_ok(),
+            OtlpSignal::Metrics => ExportMetricsServiceRequest::decode(body.as_ref()).is_ok(),
+        };
+        assert!(ok);
+    }
+    let decode = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let batches: Vec<_> = dataset
+        .requests
+        .iter()
+        .filter_map(|b| convert(signal, b))
+        .collect();
+    let convert_s = t.elapsed().as_secs_f64();
+
+    // Flushes of about 64 MiB of Arrow data, as the write buffer seals them.
+    let t = Instant::now();
+    let mut parquet_bytes = 0usize;
+    let mut chunk = Vec::new();
+    let mut chunk_bytes = 0usize;
+    let mut flush = |chunk: &mut Vec<arrow::array::RecordBatch>| {
+        for part in partition_and_sort(table, chunk).expect("sorts") {
+            parquet_bytes += encode(table, &part.batch).expect("encodes").len();
+        }
+        chunk.clear();
+    };
+    for batch in &batches {
+        chunk_bytes += batch.get_array_memory_size();
+        chunk.push(batch.clone());
+        if chunk_bytes >= 64 << 20 {
+            flush(&mut chunk);
+            chunk_bytes = 0;
+        }
+    }
+    flush(&mut chunk);
+    let parquet_s = t.elapsed().as_secs_f64();
+
+    println!(
+        "{}",
+        serde_json::json!({
+            "items": items,
+            "decode_items_per_s": items / decode,
+            "convert_items_per_s": items / convert_s,
+            "parquet_only_items_per_s": items / parquet_s,
+            "parquet_items_per_s": items / (convert_s + parquet_s),
+            "parquet_bytes_per_item": parquet_bytes as f64 / items,
+        })
+    );
+}
