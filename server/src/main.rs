@@ -35,6 +35,9 @@ async fn serve(args: strata_server::config::ServeArgs) -> i32 {
         }
     };
     telemetry::init_logging(config.log_format, &config.log_level);
+    // Take over SIGINT/SIGTERM before starting: a signal that arrives while the node starts
+    // must stop it gracefully too, not kill it with the default action.
+    let signals = ShutdownSignals::install();
     let node = match Node::start(config).await {
         Ok(node) => node,
         Err(e) => {
@@ -42,7 +45,7 @@ async fn serve(args: strata_server::config::ServeArgs) -> i32 {
             return 1;
         }
     };
-    let signal = shutdown_signal().await;
+    let signal = signals.wait().await;
     tracing::info!(
         signal,
         "shutting down: draining requests, flushing the write buffer"
@@ -52,26 +55,49 @@ async fn serve(args: strata_server::config::ServeArgs) -> i32 {
     0
 }
 
-/// Waits for SIGINT or SIGTERM; returns its name.
-async fn shutdown_signal() -> &'static str {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
-    };
+/// SIGINT and SIGTERM handlers, installed when this is created.
+struct ShutdownSignals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-        "SIGTERM"
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<&'static str>();
-    tokio::select! {
-        s = ctrl_c => s,
-        s = term => s,
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Waits for either; returns its name.
+    async fn wait(mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = recv(&mut self.interrupt) => "SIGINT",
+                () = recv(&mut self.terminate) => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
     }
 }
