@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import http.client
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -127,23 +128,75 @@ def _resource_attrs(service: str, rnd: random.Random) -> dict:
     }
 
 
-def build_traces_body(n_spans: int, base_ns: int, rnd: random.Random) -> tuple[bytes, int]:
-    """An ExportTraceServiceRequest of ``n_spans`` spans in 5 resources, serialised."""
+class Body:
+    """A serialised export request whose trace and span ids are new in every copy.
+
+    Sending the same bytes again would store the same ids again, which Parquet compresses
+    far better than real traffic (and would flatter the flush and compaction figures). The
+    ids are random bytes in the serialised message, so the message is kept as the segments
+    between them and each copy joins the segments with fresh random ids (one id keeps its
+    value at all its places, so spans still share their trace): no re-serialisation.
+    """
+
+    def __init__(self, body: bytes, items: int, ids: list[bytes]):
+        self.items = items
+        self.original = body
+        places = []  # (offset, length, index of the distinct id)
+        distinct = list(dict.fromkeys(ids))
+        self.id_lengths = [len(i) for i in distinct]
+        for k, ident in enumerate(distinct):
+            at = body.find(ident)
+            while at != -1:
+                places.append((at, len(ident), k))
+                at = body.find(ident, at + len(ident))
+        places.sort()
+        self.segments = []
+        self.slots = []
+        pos = 0
+        for at, length, k in places:
+            if at < pos:  # overlapping match: impossible for random ids, but never corrupt
+                continue
+            self.segments.append(body[pos:at])
+            self.slots.append(k)
+            pos = at + length
+        self.tail = body[pos:]
+        self.id_offsets = []
+        off = 0
+        for length in self.id_lengths:
+            self.id_offsets.append(off)
+            off += length
+        self.random_bytes = off
+        self.slices = [slice(self.id_offsets[k], self.id_offsets[k] + self.id_lengths[k]) for k in self.slots]
+        self.segments.append(self.tail)
+
+    def fresh(self) -> bytes:
+        rnd = os.urandom(self.random_bytes)
+        ids = [rnd[sl] for sl in self.slices]
+        ids.append(b"")
+        return b"".join(itertools.chain.from_iterable(zip(self.segments, ids)))
+
+
+def build_traces_body(n_spans: int, base_ns: int, rnd: random.Random) -> Body:
+    """An ExportTraceServiceRequest of ``n_spans`` spans in 5 resources."""
     import helpers as h
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
     from opentelemetry.proto.trace.v1 import trace_pb2
 
     resources = 5
+    ids: list[bytes] = []
     req = trace_service_pb2.ExportTraceServiceRequest()
     per = [n_spans // resources + (1 if i < n_spans % resources else 0) for i in range(resources)]
     for count in per:
         service = rnd.choice(SERVICES)
         spans = []
-        trace_id = rnd.randbytes(16)
-        root = rnd.randbytes(8)
+        trace_id = root = b""
         for i in range(count):
             if i % 10 == 0:
                 trace_id, root = rnd.randbytes(16), rnd.randbytes(8)
+                ids += [trace_id, root]
+            span_id = root if i % 10 == 0 else rnd.randbytes(8)
+            if i % 10 != 0:
+                ids.append(span_id)
             method, route = rnd.choice(ROUTES)
             start = base_ns - rnd.randrange(60_000_000_000)
             dur = rnd.randrange(50_000, 2_000_000_000)
@@ -174,7 +227,7 @@ def build_traces_body(n_spans: int, base_ns: int, rnd: random.Random) -> tuple[b
                     attributes=h.kvs({"exception.type": "java.io.IOException",
                                       "exception.message": "connection reset by peer",
                                       "exception.stacktrace": STACK}))]
-            spans.append(h.span(trace_id, rnd.randbytes(8), name=f"{method} {route}", start=start,
+            spans.append(h.span(trace_id, span_id, name=f"{method} {route}", start=start,
                                 end=start + dur, attrs=attrs, **kw))
         req.resource_spans.append(trace_pb2.ResourceSpans(
             resource=h.resource(_resource_attrs(service, rnd)),
@@ -183,16 +236,17 @@ def build_traces_body(n_spans: int, base_ns: int, rnd: random.Random) -> tuple[b
                                                         version="2.5.0-alpha"),
                 spans=spans)],
         ))
-    return req.SerializeToString(), n_spans
+    return Body(req.SerializeToString(), n_spans, ids)
 
 
-def build_logs_body(n_records: int, base_ns: int, rnd: random.Random) -> tuple[bytes, int]:
-    """An ExportLogsServiceRequest of ``n_records`` log records in 5 resources, serialised."""
+def build_logs_body(n_records: int, base_ns: int, rnd: random.Random) -> Body:
+    """An ExportLogsServiceRequest of ``n_records`` log records in 5 resources."""
     import helpers as h
     from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
     from opentelemetry.proto.logs.v1 import logs_pb2
 
     resources = 5
+    ids: list[bytes] = []
     req = logs_service_pb2.ExportLogsServiceRequest()
     per = [n_records // resources + (1 if i < n_records % resources else 0) for i in range(resources)]
     for count in per:
@@ -205,13 +259,15 @@ def build_logs_body(n_records: int, base_ns: int, rnd: random.Random) -> tuple[b
                 m=method, r=route, s=rnd.randrange(100, 600), d=rnd.randrange(1, 5000),
                 u=rnd.randrange(10**6), o=rnd.randrange(10**9), q=rnd.choice(DB_OPS))
             t = base_ns - rnd.randrange(60_000_000_000)
+            trace_id, span_id = rnd.randbytes(16), rnd.randbytes(8)
+            ids += [trace_id, span_id]
             records.append(h.log_record(
                 body, time_ns=t,
                 attrs={"logger.name": f"com.example.{service}.Handler", "thread.name": f"http-nio-8080-exec-{rnd.randrange(200)}",
                        "code.filepath": "Handler.java", "code.lineno": rnd.randrange(1, 900),
                        "http.route": route},
                 severity_number=sev, severity_text={5: "DEBUG", 9: "INFO", 13: "WARN", 17: "ERROR"}[sev],
-                trace_id=rnd.randbytes(16), span_id=rnd.randbytes(8), flags=1,
+                trace_id=trace_id, span_id=span_id, flags=1,
             ))
         req.resource_logs.append(logs_pb2.ResourceLogs(
             resource=h.resource(_resource_attrs(service, rnd)),
@@ -219,7 +275,7 @@ def build_logs_body(n_records: int, base_ns: int, rnd: random.Random) -> tuple[b
                 scope=h.common_pb2.InstrumentationScope(name="org.slf4j", version="2.0.13"),
                 log_records=records)],
         ))
-    return req.SerializeToString(), n_records
+    return Body(req.SerializeToString(), n_records, ids)
 
 
 # ---------------------------------------------------------------------- client workers
@@ -239,7 +295,7 @@ def _rejected_items(signal_name: str, body: bytes) -> int:
 
 
 def _client_thread(slot: int, use_grpc: bool, pools: dict, counters, go, stop_at, tenant: str,
-                   otlp_http: str, grpc_addr: str, timeout_s: float) -> None:
+                   otlp_http: str, grpc_addr: str, timeout_s: float, unique_ids: bool) -> None:
     import grpc
 
     row = slot * NFIELDS
@@ -257,7 +313,8 @@ def _client_thread(slot: int, use_grpc: bool, pools: dict, counters, go, stop_at
     i = slot
     while time.time() < stop_at.value:
         name, path, method = signals[i % 2]
-        body, items = pools[name][(i // 2) % len(pools[name])]
+        template = pools[name][(i // 2) % len(pools[name])]
+        body, items = (template.fresh() if unique_ids else template.original), template.items
         i += 1
         t0 = time.perf_counter()
         outcome = None
@@ -321,20 +378,20 @@ def _client_thread(slot: int, use_grpc: bool, pools: dict, counters, go, stop_at
 
 def worker_process(first_slot: int, n_threads: int, grpc_every: int, counters, go, stop_at, ready,
                    tenant: str, otlp_http: str, grpc_addr: str, spans_per_req: int, logs_per_req: int,
-                   pool_size: int, base_ns: int, seed: int, timeout_s: float) -> None:
+                   pool_size: int, base_ns: int, seed: int, timeout_s: float, unique_ids: bool) -> None:
     """One client process: builds its request pool, then runs ``n_threads`` client threads."""
     rnd = random.Random(seed)
     pools = {
         "spans": [build_traces_body(spans_per_req, base_ns, rnd) for _ in range(pool_size)],
         "logs": [build_logs_body(logs_per_req, base_ns, rnd) for _ in range(pool_size)],
     }
-    ready.put({k: [len(b) for b, _ in v] for k, v in pools.items()})
+    ready.put({k: [len(b.original) for b in v] for k, v in pools.items()})
     threads = []
     for t in range(n_threads):
         slot = first_slot + t
         use_grpc = grpc_every > 0 and slot % grpc_every == grpc_every - 1
         th = threading.Thread(target=_client_thread, daemon=True, args=(
-            slot, use_grpc, pools, counters, go, stop_at, tenant, otlp_http, grpc_addr, timeout_s))
+            slot, use_grpc, pools, counters, go, stop_at, tenant, otlp_http, grpc_addr, timeout_s, unique_ids))
         th.start()
         threads.append(th)
     for th in threads:
@@ -361,6 +418,13 @@ def proc_cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_seconds() -> float:
+    """Busy CPU seconds of the whole machine (all but idle and iowait)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def closed_port() -> int:
@@ -533,7 +597,7 @@ def run_scenario(name: str, opts, binary: str) -> dict:
     data_dir = tmp / "data"
     tenant = f"soak-{name.lower()}-{uuid.uuid4().hex[:10]}"
     args = ["--max-buffer-bytes", str(opts.max_buffer_bytes), *opts.server_arg]
-    env: dict[str, str] = {}
+    env: dict[str, str] = dict(kv.split("=", 1) for kv in opts.server_env)
     if name == "A":
         description = "flush-slow: local object store, flushing works but ingest outruns it"
         shutdown_timeout = opts.shutdown_timeout_a
@@ -541,8 +605,8 @@ def run_scenario(name: str, opts, binary: str) -> dict:
         description = "store-down: S3 endpoint is a closed port, every flush fails"
         port = closed_port()
         args += ["--storage", "s3://soak-bucket/strata"]
-        env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ALLOW_HTTP": "true",
-               "AWS_ACCESS_KEY_ID": "soak", "AWS_SECRET_ACCESS_KEY": "soak", "AWS_REGION": "us-east-1"}
+        env.update({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ALLOW_HTTP": "true",
+                    "AWS_ACCESS_KEY_ID": "soak", "AWS_SECRET_ACCESS_KEY": "soak", "AWS_REGION": "us-east-1"})
         shutdown_timeout = opts.shutdown_timeout_b
     args += ["--shutdown-timeout", shutdown_timeout]
     server = Server(binary, data_dir, args, env)
@@ -576,7 +640,7 @@ def run_scenario(name: str, opts, binary: str) -> dict:
             w = ctx.Process(target=worker_process, daemon=True, args=(
                 slot, n, opts.grpc_every, counters, go, stop_at, ready, tenant, server.addrs["otlp-http"],
                 server.addrs["otlp-grpc"], opts.spans_per_request, opts.logs_per_request, opts.pool_size,
-                base_ns, opts.seed + p, opts.request_timeout))
+                base_ns, opts.seed + p, opts.request_timeout, not opts.repeat_ids))
             w.start()
             workers.append(w)
             slot += n
@@ -593,6 +657,7 @@ def run_scenario(name: str, opts, binary: str) -> dict:
             "traces_body_bytes_mean": int(statistics.fmean(sizes["spans"])),
             "logs_body_bytes_mean": int(statistics.fmean(sizes["logs"])),
             "compression": "none",
+            "ids": "repeated (--repeat-ids)" if opts.repeat_ids else "fresh trace/span ids in every request",
             "duration_s": opts.duration,
         }
         print(f"    load: {opts.clients} clients ({n_grpc} gRPC, {opts.clients - n_grpc} HTTP/protobuf) in {procs} "
@@ -604,6 +669,7 @@ def run_scenario(name: str, opts, binary: str) -> dict:
         base = proc_status(pid)
         result["baseline_rss_bytes"] = base["VmRSS"]
         cpu0 = proc_cpu_seconds(pid)
+        machine0 = machine_cpu_seconds()
 
         # Samplers: RSS and outcome counts every interval; /metrics every second.
         samples: list[dict] = []
@@ -613,6 +679,10 @@ def run_scenario(name: str, opts, binary: str) -> dict:
         scraping = threading.Event()  # /metrics: during the load
         scraping.set()
         phase = ["load"]  # load | after (count query, idle) | shutdown
+        # The machine is shared: a node over the safety cap is killed (and the run says so).
+        cap = int(opts.rss_cap_fraction * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        killed: dict = {}
+        result["rss_safety_cap_bytes"] = cap
 
         def totals() -> list[int]:
             t = [0] * NFIELDS
@@ -632,6 +702,11 @@ def run_scenario(name: str, opts, binary: str) -> dict:
                     st["VmRSS"], st["VmHWM"]
                 except (OSError, KeyError):  # gone (or a zombie without memory)
                     break
+                if st["VmRSS"] > cap and not killed:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.update(t=round(now - t_start, 1), phase=phase[0], rss=st["VmRSS"])
+                    print(f"    !!! RSS {st['VmRSS'] / MiB:.0f} MiB over the safety cap {cap / MiB:.0f} MiB "
+                          f"at t={now - t_start:.1f}s ({phase[0]}): node killed", flush=True)
                 c = totals()
                 samples.append({"t": round(now - t_start, 3), "phase": phase[0], "rss": st["VmRSS"], "hwm": st["VmHWM"],
                                 "threads": st["Threads"], "ok": c[OK], "http_429": c[HTTP_429],
@@ -652,6 +727,9 @@ def run_scenario(name: str, opts, binary: str) -> dict:
                         "refused_wal": int(m.get("strata_storage_writes_refused_wal_total", 0)),
                         "rows_flushed": int(m.get("strata_storage_rows_flushed_total", 0)),
                         "flush_errors": int(m.get("strata_storage_flush_errors_total", 0)),
+                        "compactions": int(m.get("strata_compaction_runs_total", 0)),
+                        "compaction_bytes_in": int(m.get("strata_compaction_bytes_in_total", 0)),
+                        "loadavg_1m": os.getloadavg()[0],
                     })
                 except Exception as e:  # noqa: BLE001 - a slow scrape under load is data, not a failure
                     metric_samples.append({"t": round(now - t_start, 3), "error": str(e)})
@@ -682,21 +760,38 @@ def run_scenario(name: str, opts, binary: str) -> dict:
         phase[0] = "after"
         scraping.clear()
         samplers[1].join()
-        cpu1 = proc_cpu_seconds(pid)
-        end = proc_status(pid)
+        machine1 = machine_cpu_seconds()
         c = totals()
         load_s = t_end_load - t_start
-        m_end = server.metrics()
+
+        def attempt(f, default=None):
+            try:
+                return f()
+            except Exception as e:  # noqa: BLE001 - a dead node: recorded as missing values
+                print(f"    (after the load: {type(e).__name__}: {e})", flush=True)
+                return default
+
+        def status_of() -> dict:
+            st = proc_status(pid)
+            st["VmRSS"], st["VmHWM"]
+            return st
+
+        no_status = {"VmRSS": None, "VmHWM": None}
+        last_hwm = max((s["hwm"] for s in samples), default=None)
+        cpu1 = attempt(lambda: proc_cpu_seconds(pid), cpu0)
+        end = attempt(status_of, {"VmRSS": samples[-1]["rss"] if samples else None, "VmHWM": last_hwm})
+        m_end = attempt(server.metrics, {})
 
         # Correctness: every acknowledged item is in the table, nothing refused is.
-        stored = {"spans": server.sql_count("spans", tenant), "logs": server.sql_count("logs", tenant)}
-        after_query = proc_status(pid)
-        health = server.get("/healthz")[0]
-        readyz = server.get("/readyz")[0]
+        stored = {"spans": attempt(lambda: server.sql_count("spans", tenant)),
+                  "logs": attempt(lambda: server.sql_count("logs", tenant))}
+        after_query = attempt(status_of, no_status)
+        health = attempt(lambda: server.get("/healthz")[0])
+        readyz = attempt(lambda: server.get("/readyz")[0])
         # Idle: does RSS come back down once the load stops?
         time.sleep(opts.idle)
-        idle = proc_status(pid)
-        m_idle = server.metrics()
+        idle = attempt(status_of, no_status)
+        m_idle = attempt(server.metrics, {})
 
         load_samples = [s for s in samples if s["phase"] == "load"]
         rss = [s["rss"] for s in load_samples]
@@ -711,7 +806,7 @@ def run_scenario(name: str, opts, binary: str) -> dict:
         steady = [s for s in load_samples if s["t"] >= steady_from]
         buffered = [m["buffered_bytes"] for m in metric_samples if "buffered_bytes" in m]
         acked = c[SPANS_ACKED] + c[LOGS_ACKED]
-        stored_total = stored["spans"] + stored["logs"]
+        stored_total = None if None in stored.values() else stored["spans"] + stored["logs"]
         result.update({
             "peak_rss_bytes": end["VmHWM"],
             "rss_sampled_max_bytes": max(rss) if rss else None,
@@ -729,6 +824,8 @@ def run_scenario(name: str, opts, binary: str) -> dict:
             "threads_max": max((s["threads"] for s in load_samples), default=None),
             "server_cpu_s": round(cpu1 - cpu0, 1),
             "server_cpu_cores_mean": round((cpu1 - cpu0) / load_s, 2),
+            # Everything else on the machine: the clients, and whatever else ran meanwhile.
+            "other_cpu_cores_mean": round(((machine1 - machine0) - (cpu1 - cpu0)) / load_s, 2),
             "requests": {
                 "ok": c[OK], "http_429": c[HTTP_429], "http_503": c[HTTP_503],
                 "grpc_unavailable": c[GRPC_UNAVAILABLE],
@@ -759,6 +856,11 @@ def run_scenario(name: str, opts, binary: str) -> dict:
                 "strata_storage_files_written_total": int(m_end.get("strata_storage_files_written_total", 0)),
                 "strata_wal_disk_bytes": int(m_end.get("strata_wal_disk_bytes", 0)),
                 "strata_wal_records_total": int(m_end.get("strata_wal_records_total", 0)),
+                "strata_storage_bytes_written_total": int(m_end.get("strata_storage_bytes_written_total", 0)),
+                "strata_compaction_runs_total": int(m_end.get("strata_compaction_runs_total", 0)),
+                "strata_compaction_files_in_total": int(m_end.get("strata_compaction_files_in_total", 0)),
+                "strata_compaction_bytes_in_total": int(m_end.get("strata_compaction_bytes_in_total", 0)),
+                "strata_compaction_bytes_out_total": int(m_end.get("strata_compaction_bytes_out_total", 0)),
             },
             "buffered_bytes_max_scraped": max(buffered) if buffered else None,
             "buffered_bytes_after_idle": int(m_idle.get("strata_storage_buffered_bytes", 0)),
@@ -768,7 +870,8 @@ def run_scenario(name: str, opts, binary: str) -> dict:
                 "ambiguous_items": c[ITEMS_AMBIGUOUS],
                 # Exact when no request went unanswered; otherwise stored may exceed acked by at
                 # most the items of the unanswered requests.
-                "ok": (stored_total == acked) if c[ITEMS_AMBIGUOUS] == 0
+                "ok": None if stored_total is None
+                else (stored_total == acked) if c[ITEMS_AMBIGUOUS] == 0
                 else (acked <= stored_total <= acked + c[ITEMS_AMBIGUOUS]),
             },
             "healthz_after_load": health,
@@ -783,12 +886,14 @@ def run_scenario(name: str, opts, binary: str) -> dict:
             "peak_over_limit_bytes": result["peak_rss_bytes"] - opts.max_buffer_bytes,
             "peak_under_limit": result["peak_rss_bytes"] <= opts.max_buffer_bytes,
             "peak_within_bound": result["peak_rss_bytes"] <= opts.max_buffer_bytes + allowance,
+            "peak_over_bound_bytes": max(0, result["peak_rss_bytes"] - opts.max_buffer_bytes - allowance),
         }
         phase[0] = "shutdown"
         code, took = server.stop(opts.stop_wait)
         sampling.clear()
         samplers[0].join()
         result["sigterm"] = {"exit_code": code, "seconds": round(took, 1), "clean": code == 0}
+        result["killed_by_safety_cap"] = killed or None
         after = [s for s in samples if s["phase"] == "after"]
         down = [s for s in samples if s["phase"] == "shutdown"]
         result["rss_max_after_load_bytes"] = max((s["rss"] for s in after), default=None)
@@ -840,13 +945,17 @@ def print_summary(r: dict) -> None:
           f"{mib(r['buffered_bytes_max_scraped'])}), refused memory {met['strata_storage_writes_refused_memory_total']}, "
           f"refused wal {met['strata_storage_writes_refused_wal_total']}, flush errors {met['strata_storage_flush_errors_total']}, "
           f"rows flushed {met['strata_storage_rows_flushed_total']}, WAL on disk {mib(met['strata_wal_disk_bytes'])}")
-    print(f"    server CPU {r['server_cpu_cores_mean']} cores; threads max {r['threads_max']}; server log "
+    print(f"    server CPU {r['server_cpu_cores_mean']} cores (everything else {r['other_cpu_cores_mean']}); threads max {r['threads_max']}; server log "
           f"{mib(r['server_log']['bytes'])} in {r['server_log']['lines']} lines")
     print(f"    correctness: stored {cor['stored_spans']} spans / {cor['stored_logs']} logs vs acknowledged "
           f"{cor['acked_spans']} / {cor['acked_logs']} (unanswered items {cor['ambiguous_items']}): "
-          f"{'OK' if cor['ok'] else 'MISMATCH'}")
+          f"{'OK' if cor['ok'] else 'not checked' if cor['ok'] is None else 'MISMATCH'}")
     print(f"    health after load: /healthz {r['healthz_after_load']}, /readyz {r['readyz_after_load']}; SIGTERM: exit "
           f"{r['sigterm']['exit_code']} after {r['sigterm']['seconds']} s")
+    if r.get("killed_by_safety_cap"):
+        k = r["killed_by_safety_cap"]
+        print(f"    KILLED: RSS {mib(k['rss'])} passed the safety cap {mib(r['rss_safety_cap_bytes'])} at t={k['t']} s "
+              f"({k['phase']})")
     print(f"    verdict: peak {'<=' if a['peak_under_limit'] else '>'} limit; "
           f"{'within' if a['peak_within_bound'] else 'OVER'} limit + allowance ({a['rule']} = {mib(a['bound_bytes'])}) "
           f"during the load; lifetime peak {'within' if a.get('lifetime_peak_within_bound') else 'OVER'} it")
@@ -874,6 +983,8 @@ def main() -> int:
     ap.add_argument("--spans-per-request", type=int, default=500)
     ap.add_argument("--logs-per-request", type=int, default=1000)
     ap.add_argument("--pool-size", type=int, default=6, help="distinct request bodies per signal per process")
+    ap.add_argument("--repeat-ids", action="store_true",
+                    help="send the pooled bodies byte for byte (ids repeat; Parquet compresses them unrealistically well)")
     ap.add_argument("--request-timeout", type=float, default=60)
     ap.add_argument("--sample-interval", type=float, default=0.1)
     ap.add_argument("--idle", type=float, default=5, help="seconds to wait after the load before the last RSS sample")
@@ -884,6 +995,12 @@ def main() -> int:
                     help="verdict bound: limit + baseline RSS + this fraction of the limit")
     ap.add_argument("--server-arg", action="append", default=[],
                     help="extra `strata serve` argument (repeat; e.g. --server-arg=--flush-max-bytes=33554432)")
+    ap.add_argument("--rss-cap-fraction", type=float, default=0.7,
+                    help="safety: kill the node if its RSS passes this fraction of the machine's memory")
+    ap.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra environment variable of the node (repeat; e.g. MALLOC_ARENA_MAX=2)")
+    ap.add_argument("--build-profile", help="label of the binary's build profile (default: from its path)")
+    ap.add_argument("--label", default="", help="free text stored in the JSON result and its file name")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default=str(REPO_ROOT / "bench" / "results"), help="directory of the JSON result")
     ap.add_argument("--keep-data", action="store_true", help="keep the temporary data directory and server log")
@@ -896,7 +1013,8 @@ def main() -> int:
     if not os.access(binary, os.X_OK):
         print(f"strata binary not found at {binary}", file=sys.stderr)
         return 2
-    profile = "release" if "/release/" in binary else "debug" if "/debug/" in binary else "unknown"
+    profile = opts.build_profile or (
+        "release" if "/release/" in binary else "debug" if "/debug/" in binary else "unknown")
     print(f"strata binary: {binary} ({profile} build); {os.cpu_count()} CPUs", flush=True)
 
     started = dt.datetime.now(dt.timezone.utc)
@@ -908,6 +1026,8 @@ def main() -> int:
         "cpus": os.cpu_count(),
         "mem_total_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
         "argv": sys.argv,
+        "label": opts.label,
+        "loadavg_at_start": os.getloadavg(),
         "scenarios": [],
     }
     failed = False
@@ -920,7 +1040,9 @@ def main() -> int:
 
     out_dir = Path(opts.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"soak-{started.strftime('%Y%m%dT%H%M%SZ')}-{profile}-{opts.scenario}.json"
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "-", opts.label).strip("-")
+    path = out_dir / (f"soak-{started.strftime('%Y%m%dT%H%M%SZ')}-{profile}-{opts.scenario}"
+                      + (f"-{label}" if label else "") + ".json")
     path.write_text(json.dumps(report, indent=1) + "\n")
     print(f"\nresults: {path}")
     return 1 if failed else 0

@@ -279,10 +279,19 @@ pub async fn run(
     for _ in 0..connections {
         clients.push(connect(&config).await?);
     }
-    let (tx, rx) = tokio::sync::mpsc::channel::<(Bytes, u64)>(connections * 2 + 16);
+    // Each request carries the moment it is due: with a rate, request k is due when the
+    // items before it have been sent at that rate (one schedule for all connections, so that
+    // many connections do not start with a burst); flat out, everything is due at once.
+    let (tx, rx) = tokio::sync::mpsc::channel::<(Bytes, u64, Duration)>(connections * 2 + 16);
+    let rate = config.rate;
     let producer = std::thread::spawn(move || {
-        for request in requests {
-            if tx.blocking_send(request).is_err() {
+        let mut items_before = 0u64;
+        for (body, items) in requests {
+            let due = rate.map_or(Duration::ZERO, |r| {
+                Duration::from_secs_f64(items_before as f64 / r)
+            });
+            items_before += items;
+            if tx.blocking_send((body, items, due)).is_err() {
                 break;
             }
         }
@@ -297,19 +306,14 @@ pub async fn run(
         let config = config.clone();
         tasks.push(tokio::spawn(async move {
             let mut outcomes = Vec::new();
-            let mut next = Instant::now();
             loop {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
                 }
-                let Some((body, items)) = rx.lock().await.recv().await else {
+                let Some((body, items, due)) = rx.lock().await.recv().await else {
                     break;
                 };
-                if let Some(rate) = config.rate {
-                    // Each connection paces itself to its share of the rate.
-                    tokio::time::sleep_until(next.into()).await;
-                    next += Duration::from_secs_f64(items as f64 * connections as f64 / rate);
-                }
+                tokio::time::sleep_until((started + due).into()).await;
                 outcomes.push(send(&mut client, &config, signal, body, items).await);
             }
             outcomes

@@ -13,6 +13,10 @@
 
 use std::time::Instant;
 
+/// The server's allocator, so that the stages cost here what they cost in the node.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -74,9 +78,18 @@ fn main() {
     let mut parquet_bytes = 0usize;
     let mut chunk = Vec::new();
     let mut chunk_bytes = 0usize;
+    // PIPELINE_DUMP=dir keeps the files, for looking at their column sizes.
+    let dump = std::env::var_os("PIPELINE_DUMP").map(std::path::PathBuf::from);
+    let mut files = 0;
     let mut flush = |chunk: &mut Vec<arrow::array::RecordBatch>| {
         for part in partition_and_sort(table, chunk).expect("sorts") {
-            parquet_bytes += encode(table, &part.batch).expect("encodes").len();
+            let bytes = encode(table, &part.batch).expect("encodes");
+            parquet_bytes += bytes.len();
+            if let Some(dir) = &dump {
+                files += 1;
+                std::fs::create_dir_all(dir).expect("a dump directory");
+                std::fs::write(dir.join(format!("{files}.parquet")), &bytes).expect("dump written");
+            }
         }
         chunk.clear();
     };

@@ -6,8 +6,13 @@ use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
+    MemorySchemaProvider, SchemaProvider,
+};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use strata_storage::{Signal, Storage, TenantId};
 
@@ -58,9 +63,8 @@ impl QueryResult {
 #[derive(Debug)]
 pub struct QueryEngine {
     storage: Arc<Storage>,
-    runtime: Arc<RuntimeEnv>,
+    template: SessionState,
     store_url: ObjectStoreUrl,
-    config: QueryConfig,
     metrics: QueryMetrics,
     /// CPU-heavy execution runs here, so queries never starve the ingest I/O threads.
     executor: tokio::runtime::Handle,
@@ -100,11 +104,11 @@ impl QueryEngine {
         let store_url = ObjectStoreUrl::parse(STORE_URL)?;
         let runtime = RuntimeEnvBuilder::new().build_arc()?;
         runtime.register_object_store(store_url.as_ref(), storage.object_store());
+        let template = Self::template(&config, runtime.clone());
         Ok(Self {
             storage,
-            runtime,
+            template,
             store_url,
-            config,
             metrics: QueryMetrics::default(),
             executor,
             executor_runtime: None,
@@ -126,18 +130,9 @@ impl QueryEngine {
         tenant: &TenantId,
         counter: ScanCounter,
     ) -> Result<SessionContext> {
-        let mut config = SessionConfig::new()
-            .with_default_catalog_and_schema(CATALOG, SCHEMA)
-            .with_create_default_catalog_and_schema(true)
-            .with_information_schema(true)
-            .with_target_partitions(self.config.target_partitions);
-        let options = config.options_mut();
-        // The tables' schemas use Utf8; read Parquet strings as such, without casts.
-        options.execution.parquet.schema_force_view_types = false;
-        // Late materialisation: evaluate filters while decoding, skip pages that cannot match.
-        options.execution.parquet.pushdown_filters = true;
-        options.execution.parquet.reorder_filters = true;
-        let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
+        // A catalog of the tenant's own: sessions share the template's functions and settings,
+        // never its (empty) catalog list.
+        let schema = Arc::new(MemorySchemaProvider::new());
         for signal in Signal::ALL {
             let table = SignalTable::new(
                 self.storage.clone(),
@@ -146,9 +141,37 @@ impl QueryEngine {
                 self.store_url.clone(),
             )
             .with_counter(counter.clone());
-            ctx.register_table(signal.as_str(), Arc::new(table))?;
+            schema.register_table(signal.as_str().to_string(), Arc::new(table))?;
         }
-        Ok(ctx)
+        let catalog = Arc::new(MemoryCatalogProvider::new());
+        catalog.register_schema(SCHEMA, schema)?;
+        let catalogs = Arc::new(MemoryCatalogProviderList::new());
+        catalogs.register_catalog(CATALOG.to_string(), catalog);
+        let state = SessionStateBuilder::new_from_existing(self.template.clone())
+            .with_catalog_list(catalogs)
+            .build();
+        Ok(SessionContext::new_with_state(state))
+    }
+
+    /// The settings and functions every session starts from, built once (building the
+    /// function registry costs more than planning a simple query).
+    fn template(config: &QueryConfig, runtime: Arc<RuntimeEnv>) -> SessionState {
+        let mut session_config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, SCHEMA)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true)
+            .with_target_partitions(config.target_partitions);
+        let options = session_config.options_mut();
+        // The tables' schemas use Utf8; read Parquet strings as such, without casts.
+        options.execution.parquet.schema_force_view_types = false;
+        // Late materialisation: evaluate filters while decoding, skip pages that cannot match.
+        options.execution.parquet.pushdown_filters = true;
+        options.execution.parquet.reorder_filters = true;
+        SessionStateBuilder::new()
+            .with_config(session_config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .build()
     }
 
     /// What a tenant's SQL may do: read, nothing else.

@@ -23,7 +23,9 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::catalog::{FileMeta, now_ns};
-use crate::parquet_file::{HOUR_NS, encode, object_path, partition_and_sort};
+use crate::parquet_file::{
+    COMPACTION_ZSTD_LEVEL, HOUR_NS, encode_with_level, object_path, partition_and_sort,
+};
 use crate::store::Storage;
 use crate::{Error, Result, Signal, TenantId};
 
@@ -227,7 +229,7 @@ impl Storage {
             partition_and_sort(signal, &batches)?
                 .into_iter()
                 .map(|part| {
-                    let bytes = encode(signal, &part.batch)?;
+                    let bytes = encode_with_level(signal, &part.batch, COMPACTION_ZSTD_LEVEL)?;
                     Ok((part, bytes))
                 })
                 .collect()

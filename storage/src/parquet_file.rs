@@ -4,13 +4,10 @@
 //! signal's sort key (`schema::sort_columns`) and written with zstd, dictionaries for
 //! strings, page statistics, delta encoding for timestamps and a bloom filter on `trace_id`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, TimestampNanosecondArray, UInt32Array};
-use arrow::compute::{
-    SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
-};
+use arrow::array::{Array, ArrayRef, RecordBatch, TimestampNanosecondArray};
+use arrow::row::{RowConverter, SortField};
 use bytes::Bytes;
 use chrono::{DateTime, Timelike, Utc};
 use parquet::arrow::ArrowWriter;
@@ -28,13 +25,26 @@ pub const HOUR_NS: i64 = 3_600 * 1_000_000_000;
 /// compress well.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
-/// Writer settings of a signal's files.
-pub fn writer_properties(signal: Signal) -> WriterProperties {
+/// zstd level of files written by a flush: fast, since flushes are on the ingest path.
+pub const FLUSH_ZSTD_LEVEL: i32 = 3;
+/// zstd level of files written by compaction: denser, off the ingest path.
+pub const COMPACTION_ZSTD_LEVEL: i32 = 6;
+
+/// Floating-point columns whose values rarely repeat (measurements): byte-stream-split
+/// groups their bytes by significance so that zstd finds the repetition in exponents and
+/// high mantissa bytes.
+const MEASUREMENT_COLUMNS: [&str; 5] = ["value", "sum", "min", "max", "zero_threshold"];
+
+/// Writer settings of a signal's files at a zstd level.
+///
+/// Pages are written in the v1 format: its repetition and definition levels are compressed
+/// with the values, which matters for the map and list columns (in v2 pages the levels of a
+/// ten-entry attribute map stay uncompressed and cost more than the entries).
+pub fn writer_properties(signal: Signal, zstd_level: i32) -> WriterProperties {
+    let level = ZstdLevel::try_new(zstd_level).unwrap_or_default();
     let mut builder = WriterProperties::builder()
-        .set_writer_version(WriterVersion::PARQUET_2_0)
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid level"),
-        ))
+        .set_writer_version(WriterVersion::PARQUET_1_0)
+        .set_compression(Compression::ZSTD(level))
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
@@ -46,6 +56,14 @@ pub fn writer_properties(signal: Signal) -> WriterProperties {
             builder = builder
                 .set_column_dictionary_enabled(path.clone(), false)
                 .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+        }
+    }
+    if signal == Signal::Metrics {
+        for name in MEASUREMENT_COLUMNS {
+            let path = ColumnPath::from(name);
+            builder = builder
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT);
         }
     }
     if matches!(signal, Signal::Spans | Signal::Logs) {
@@ -68,65 +86,95 @@ pub struct PartitionBatch {
     pub max_time: i64,
 }
 
-/// Concatenates `batches`, splits them by hour of `time` and sorts each part by the
-/// signal's sort key.
+/// Splits `batches` by the hour of `time` and sorts each part by the signal's sort key.
+///
+/// The rows are copied once: the sort runs over the key columns only (concatenated), and
+/// each hour's rows are then gathered from the input batches in sorted order.
 pub fn partition_and_sort(signal: Signal, batches: &[RecordBatch]) -> Result<Vec<PartitionBatch>> {
-    let schema = schema_for(signal);
-    let all = concat_batches(&schema, batches)?;
-    if all.num_rows() == 0 {
+    let batches: Vec<&RecordBatch> = batches.iter().filter(|b| b.num_rows() > 0).collect();
+    if batches.is_empty() {
         return Ok(Vec::new());
     }
-    let times = time_column(signal, &all)?;
-    let mut by_hour: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
-    for (i, t) in times.values().iter().enumerate() {
-        by_hour
-            .entry(t.div_euclid(HOUR_NS) * HOUR_NS)
-            .or_default()
-            .push(i as u32);
+    // Global row number → (batch, row).
+    let mut origin: Vec<(usize, usize)> =
+        Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
+    for (b, batch) in batches.iter().enumerate() {
+        origin.extend((0..batch.num_rows()).map(|r| (b, r)));
     }
-    let mut parts = Vec::with_capacity(by_hour.len());
-    for (hour_start, rows) in by_hour {
-        let part = if rows.len() == all.num_rows() {
-            all.clone()
-        } else {
-            take_record_batch(&all, &UInt32Array::from(rows))?
-        };
-        let sorted = sort_batch(signal, &part)?;
-        let times = time_column(signal, &sorted)?;
-        let (min_time, max_time) = times
-            .values()
+    let key_column = |name: &str| -> Result<ArrayRef> {
+        let parts: Vec<&dyn Array> = batches
             .iter()
-            .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+            .map(|b| column(signal, b, name).map(|c| c.as_ref()))
+            .collect::<Result<_>>()?;
+        Ok(arrow::compute::concat(&parts)?)
+    };
+    let time = key_column(TIME_COLUMN)?;
+    let time = time
+        .as_any()
+        .downcast_ref::<TimestampNanosecondArray>()
+        .ok_or_else(|| Error::Schema {
+            signal,
+            reason: "time is not a nanosecond timestamp".into(),
+        })?;
+    let hours: ArrayRef = Arc::new(arrow::array::Int64Array::from_iter_values(
+        time.values().iter().map(|t| t.div_euclid(HOUR_NS)),
+    ));
+    // Sort on the row format: each key is encoded once into bytes that compare like the
+    // columns, instead of comparing column by column (strings by memcmp) at every step.
+    let mut keys = vec![hours.clone()];
+    for name in sort_columns(signal) {
+        keys.push(key_column(name)?);
+    }
+    let converter = RowConverter::new(
+        keys.iter()
+            .map(|k| SortField::new(k.data_type().clone()))
+            .collect(),
+    )?;
+    let rows = converter.convert_columns(&keys)?;
+    let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
+    order.sort_unstable_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
+    let hours = hours
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .expect("built above");
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < order.len() {
+        let hour = hours.value(order[start] as usize);
+        let mut end = start;
+        while end < order.len() && hours.value(order[end] as usize) == hour {
+            end += 1;
+        }
+        let rows: Vec<(usize, usize)> = order[start..end]
+            .iter()
+            .map(|&i| origin[i as usize])
+            .collect();
+        let batch = arrow::compute::interleave_record_batch(&batches, &rows)?;
+        let (min_time, max_time) = order[start..end]
+            .iter()
+            .map(|&i| time.value(i as usize))
+            .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
         parts.push(PartitionBatch {
-            hour_start,
-            batch: sorted,
+            hour_start: hour * HOUR_NS,
+            batch,
             min_time,
             max_time,
         });
+        start = end;
     }
     Ok(parts)
 }
 
-/// Sorts a batch by the signal's sort key (ascending, nulls first).
-pub fn sort_batch(signal: Signal, batch: &RecordBatch) -> Result<RecordBatch> {
-    let columns: Vec<SortColumn> = sort_columns(signal)
-        .iter()
-        .map(|name| {
-            Ok(SortColumn {
-                values: column(signal, batch, name)?.clone(),
-                options: Some(SortOptions::default()),
-            })
-        })
-        .collect::<Result<_>>()?;
-    let indices = lexsort_to_indices(&columns, None)?;
-    Ok(take_record_batch(batch, &indices)?)
+/// Encodes sorted rows as one Parquet file, as a flush writes them.
+pub fn encode(signal: Signal, batch: &RecordBatch) -> Result<Bytes> {
+    encode_with_level(signal, batch, FLUSH_ZSTD_LEVEL)
 }
 
-/// Encodes sorted rows as one Parquet file.
-pub fn encode(signal: Signal, batch: &RecordBatch) -> Result<Bytes> {
+/// Encodes sorted rows as one Parquet file at a zstd level.
+pub fn encode_with_level(signal: Signal, batch: &RecordBatch, zstd_level: i32) -> Result<Bytes> {
     let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
-    let mut writer =
-        ArrowWriter::try_new(&mut out, batch.schema(), Some(writer_properties(signal)))?;
+    let props = writer_properties(signal, zstd_level);
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
     writer.write(batch)?;
     writer.close()?;
     Ok(Bytes::from(out))
@@ -185,60 +233,104 @@ mod tests {
     }
 
     #[test]
-    fn writer_enables_bloom_filters_only_where_trace_ids_live() {
+    fn writer_settings_per_signal() {
+        let props = |s| writer_properties(s, FLUSH_ZSTD_LEVEL);
         let trace = ColumnPath::from("trace_id");
         assert!(
-            writer_properties(Signal::Spans)
+            props(Signal::Spans)
                 .bloom_filter_properties(&trace)
                 .is_some()
         );
         assert!(
-            writer_properties(Signal::Logs)
+            props(Signal::Logs)
                 .bloom_filter_properties(&trace)
                 .is_some()
         );
         assert!(
-            writer_properties(Signal::Metrics)
+            props(Signal::Metrics)
                 .bloom_filter_properties(&trace)
                 .is_none()
         );
+        let value = ColumnPath::from("value");
+        assert_eq!(
+            props(Signal::Metrics).encoding(&value),
+            Some(Encoding::BYTE_STREAM_SPLIT)
+        );
+        assert!(!props(Signal::Metrics).dictionary_enabled(&value));
         let time = ColumnPath::from("time");
-        let props = writer_properties(Signal::Logs);
-        assert_eq!(props.encoding(&time), Some(Encoding::DELTA_BINARY_PACKED));
-        assert!(!props.dictionary_enabled(&time));
+        let logs = props(Signal::Logs);
+        assert_eq!(logs.encoding(&time), Some(Encoding::DELTA_BINARY_PACKED));
+        assert!(!logs.dictionary_enabled(&time));
+        assert_eq!(logs.writer_version(), WriterVersion::PARQUET_1_0);
+        assert_eq!(
+            writer_properties(Signal::Logs, COMPACTION_ZSTD_LEVEL).compression(&time),
+            Compression::ZSTD(ZstdLevel::try_new(COMPACTION_ZSTD_LEVEL).unwrap())
+        );
     }
 
     #[test]
-    fn sort_uses_the_signal_key() {
-        // A two-column stand-in is enough to check the key order of lexsort.
+    fn rows_are_split_by_hour_and_sorted_by_the_signal_key() {
+        // A two-column stand-in is enough: only the key columns are looked at.
         let schema = Arc::new(Schema::new(vec![
             Field::new("service_name", DataType::Utf8, false),
             Field::new("time", crate::schema::timestamp_type(), false),
         ]));
-        let batch = RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(StringArray::from(vec!["b", "a", "b", "a"])),
-                Arc::new(TimestampNanosecondArray::from(vec![4, 3, 2, 1]).with_timezone("UTC")),
+        let batch = |names: Vec<&str>, times: Vec<i64>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(names)),
+                    Arc::new(TimestampNanosecondArray::from(times).with_timezone("UTC")),
+                ],
+            )
+            .unwrap()
+        };
+        let h = HOUR_NS;
+        let parts = partition_and_sort(
+            Signal::Logs,
+            &[
+                batch(vec!["b", "a", "b"], vec![h + 4, h + 3, 2]),
+                batch(vec![], vec![]),
+                batch(vec!["a", "a"], vec![1, h + 1]),
             ],
         )
         .unwrap();
-        let sorted = sort_batch(Signal::Logs, &batch).unwrap();
-        let names = sorted
-            .column(0)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap();
-        let times = sorted
-            .column(1)
-            .as_any()
-            .downcast_ref::<TimestampNanosecondArray>()
-            .unwrap();
+        let rows = |p: &PartitionBatch| -> Vec<(String, i64)> {
+            let names = p
+                .batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            let times = p
+                .batch
+                .column(1)
+                .as_any()
+                .downcast_ref::<TimestampNanosecondArray>()
+                .unwrap();
+            (0..p.batch.num_rows())
+                .map(|i| (names.value(i).to_string(), times.value(i)))
+                .collect()
+        };
+        assert_eq!(parts.len(), 2);
         assert_eq!(
-            names.iter().flatten().collect::<Vec<_>>(),
-            ["a", "a", "b", "b"]
+            (parts[0].hour_start, parts[0].min_time, parts[0].max_time),
+            (0, 1, 2)
         );
-        assert_eq!(times.values().to_vec(), vec![1, 3, 2, 4]);
+        assert_eq!(rows(&parts[0]), vec![("a".into(), 1), ("b".into(), 2)]);
+        assert_eq!(
+            (parts[1].hour_start, parts[1].min_time, parts[1].max_time),
+            (h, h + 1, h + 4)
+        );
+        assert_eq!(
+            rows(&parts[1]),
+            vec![
+                ("a".into(), h + 1),
+                ("a".into(), h + 3),
+                ("b".into(), h + 4)
+            ]
+        );
+        assert!(partition_and_sort(Signal::Logs, &[]).unwrap().is_empty());
     }
 
     #[test]

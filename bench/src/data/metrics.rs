@@ -182,7 +182,8 @@ impl MetricGenerator {
         let mut resource_metrics = Vec::new();
         let mut points = 0u64;
         while (points as usize) < batch && self.interval < self.intervals {
-            let t = self.start_ns + self.interval * INTERVAL_NS + self.rng.below(1_000_000) as i64;
+            // Exact multiples of the interval, as TSBS and scrapers produce them.
+            let t = self.start_ns + self.interval * INTERVAL_NS;
             match self.workload {
                 Workload::TsbsCpu => {
                     let host = self.cursor;

@@ -8,7 +8,8 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use strata_storage::schema::{self, UTC};
 
 use super::{
-    Converted, MapColumn, Rejected, check_id, hex_id, service_name, strings, timestamp, write_text,
+    Converted, MapColumn, Rejected, Rendered, append_hex, check_id, service_name, strings,
+    timestamp, write_text,
 };
 
 /// Times of a record: `time` falls back to the observed time, which falls back to the
@@ -58,6 +59,7 @@ pub fn logs_to_batch(request: &ExportLogsServiceRequest, received: i64) -> Conve
         let resource = rl.resource.as_ref();
         let service_name = service_name(resource);
         let resource_attrs = resource.map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+        let resource_rendered = Rendered::new(resource_attrs);
         for sl in &rl.scope_logs {
             let (sname, sversion) = sl
                 .scope
@@ -82,13 +84,13 @@ pub fn logs_to_batch(request: &ExportLogsServiceRequest, received: i64) -> Conve
                 } else {
                     body.append_null();
                 }
-                trace_id.append_option(hex_id(&record.trace_id));
-                span_id.append_option(hex_id(&record.span_id));
+                append_hex(&mut trace_id, &record.trace_id);
+                append_hex(&mut span_id, &record.span_id);
                 flags.push(record.flags);
                 event_name
                     .append_option((!record.event_name.is_empty()).then_some(&record.event_name));
                 service.append_value(service_name);
-                resource_attributes.append(resource_attrs);
+                resource_attributes.append_rendered(&resource_rendered);
                 scope_name.append_value(sname);
                 scope_version.append_value(sversion);
                 attributes.append(&record.attributes);

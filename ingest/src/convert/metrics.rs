@@ -19,8 +19,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use strata_storage::schema::{self, UTC, list_item};
 
 use super::{
-    Converted, ListOffsets, MapColumn, Rejected, hex_id, service_name, strings, struct_array,
-    timestamp, write_text,
+    Converted, ListOffsets, MapColumn, Rejected, Rendered, append_hex, service_name, strings,
+    struct_array, timestamp, write_text,
 };
 
 /// The `aggregation_temporality` column's value.
@@ -76,7 +76,7 @@ fn buckets(b: &Option<Buckets>) -> (i32, &[u64]) {
 /// Everything a data point row shares with its metric, scope and resource.
 struct Context<'a> {
     service: &'a str,
-    resource_attrs: &'a [KeyValue],
+    resource_attrs: &'a Rendered,
     resource_hash: Fnv,
     scope_name: &'a str,
     scope_version: &'a str,
@@ -237,7 +237,7 @@ impl Builder {
         hash_attributes(&mut h, common.attributes, &mut self.text);
         self.series.push(h.0);
         self.service.append_value(ctx.service);
-        self.resource_attributes.append(ctx.resource_attrs);
+        self.resource_attributes.append_rendered(ctx.resource_attrs);
         self.scope_name.append_value(ctx.scope_name);
         self.scope_version.append_value(ctx.scope_version);
         self.attributes.append(common.attributes);
@@ -303,8 +303,8 @@ impl Builder {
                 exemplar::Value::AsDouble(d) => d,
                 exemplar::Value::AsInt(i) => i as f64,
             }));
-            self.ex_trace_id.append_option(hex_id(&ex.trace_id));
-            self.ex_span_id.append_option(hex_id(&ex.span_id));
+            append_hex(&mut self.ex_trace_id, &ex.trace_id);
+            append_hex(&mut self.ex_span_id, &ex.span_id);
             self.ex_attributes.append(&ex.filtered_attributes);
         }
         self.exemplars.push(self.ex_time.len());
@@ -408,6 +408,7 @@ pub fn metrics_to_batch(request: &ExportMetricsServiceRequest) -> Converted {
     for (ri, rm) in request.resource_metrics.iter().enumerate() {
         let resource = rm.resource.as_ref();
         let resource_attrs = resource.map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+        let resource_rendered = Rendered::new(resource_attrs);
         let mut resource_hash = Fnv::new();
         hash_attributes(&mut resource_hash, resource_attrs, &mut text);
         for sm in &rm.scope_metrics {
@@ -419,7 +420,7 @@ pub fn metrics_to_batch(request: &ExportMetricsServiceRequest) -> Converted {
             for metric in &sm.metrics {
                 let mut ctx = Context {
                     service: service_name(resource),
-                    resource_attrs,
+                    resource_attrs: &resource_rendered,
                     resource_hash,
                     scope_name,
                     scope_version,

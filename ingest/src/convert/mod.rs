@@ -90,9 +90,18 @@ pub(crate) fn service_name(resource: Option<&Resource>) -> &str {
         .unwrap_or(UNKNOWN_SERVICE)
 }
 
-/// Lowercase hex of an id; `None` for an empty id.
-pub(crate) fn hex_id(bytes: &[u8]) -> Option<String> {
-    (!bytes.is_empty()).then(|| hex::encode(bytes))
+/// Appends the lowercase hex of an id (up to 32 bytes) to a string column; `NULL` for an
+/// empty id. Encodes on the stack: ids are on every row.
+pub(crate) fn append_hex(builder: &mut StringBuilder, bytes: &[u8]) {
+    let mut buf = [0u8; 64];
+    match bytes.len() {
+        0 => builder.append_null(),
+        n if n <= 32 => {
+            hex::encode_to_slice(bytes, &mut buf[..2 * n]).expect("sized to fit");
+            builder.append_value(std::str::from_utf8(&buf[..2 * n]).expect("hex is ASCII"));
+        }
+        _ => builder.append_value(hex::encode(bytes)),
+    }
 }
 
 /// Checks an id's length; empty ids are allowed where `optional`.
@@ -202,7 +211,42 @@ pub(crate) struct MapColumn {
     values: StringBuilder,
     offsets: Vec<i32>,
     text: String,
-    seen: HashSet<String>,
+}
+
+/// Attributes rendered once in their text form (repeated keys dropped), to append to many
+/// rows: a resource's attributes go on every row of that resource.
+pub(crate) struct Rendered(Vec<(String, Option<String>)>);
+
+impl Rendered {
+    pub(crate) fn new(attributes: &[KeyValue]) -> Self {
+        let mut out = Vec::with_capacity(attributes.len());
+        for_unique(attributes, |kv| {
+            let mut text = String::new();
+            let value = write_text(kv.value.as_ref(), &mut text).then_some(text);
+            out.push((kv.key.clone(), value));
+        });
+        Self(out)
+    }
+}
+
+/// Calls `f` for each attribute whose key did not occur before it in the list (OTLP keys are
+/// unique; a repeated one keeps its first value). Small lists, the usual case, are checked by
+/// comparison without allocating.
+fn for_unique<'a>(attributes: &'a [KeyValue], mut f: impl FnMut(&'a KeyValue)) {
+    if attributes.len() <= 32 {
+        for (i, kv) in attributes.iter().enumerate() {
+            if !attributes[..i].iter().any(|earlier| earlier.key == kv.key) {
+                f(kv);
+            }
+        }
+    } else {
+        let mut seen: HashSet<&str> = HashSet::with_capacity(attributes.len());
+        for kv in attributes {
+            if seen.insert(kv.key.as_str()) {
+                f(kv);
+            }
+        }
+    }
 }
 
 impl MapColumn {
@@ -214,27 +258,29 @@ impl MapColumn {
             values: strings(rows * 4, 16),
             offsets,
             text: String::new(),
-            seen: HashSet::new(),
         }
     }
 
     /// Appends one row. Keys must be unique per OTLP; a repeated key keeps its first value.
     pub(crate) fn append(&mut self, attributes: &[KeyValue]) {
-        let dedupe = attributes.len() > 1;
-        if dedupe {
-            self.seen.clear();
-        }
-        for kv in attributes {
-            if dedupe && !self.seen.insert(kv.key.clone()) {
-                continue;
-            }
-            self.keys.append_value(&kv.key);
-            self.text.clear();
-            if write_text(kv.value.as_ref(), &mut self.text) {
-                self.values.append_value(&self.text);
+        let (keys, values, text) = (&mut self.keys, &mut self.values, &mut self.text);
+        for_unique(attributes, |kv| {
+            keys.append_value(&kv.key);
+            text.clear();
+            if write_text(kv.value.as_ref(), text) {
+                values.append_value(&*text);
             } else {
-                self.values.append_null();
+                values.append_null();
             }
+        });
+        self.offsets.push(self.keys.len() as i32);
+    }
+
+    /// Appends one row of pre-rendered attributes.
+    pub(crate) fn append_rendered(&mut self, attributes: &Rendered) {
+        for (key, value) in &attributes.0 {
+            self.keys.append_value(key);
+            self.values.append_option(value.as_deref());
         }
         self.offsets.push(self.keys.len() as i32);
     }

@@ -12,8 +12,8 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use strata_storage::schema::{self, UTC};
 
 use super::{
-    Converted, ListOffsets, MapColumn, Rejected, check_id, hex_id, service_name, strings,
-    struct_array, timestamp,
+    Converted, ListOffsets, MapColumn, Rejected, Rendered, append_hex, check_id, service_name,
+    strings, struct_array, timestamp,
 };
 
 /// The `kind` column's value for a span kind.
@@ -99,6 +99,7 @@ pub fn spans_to_batch(request: &ExportTraceServiceRequest) -> Converted {
         let resource = rs.resource.as_ref();
         let service_name = service_name(resource);
         let resource_attrs = resource.map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+        let resource_rendered = Rendered::new(resource_attrs);
         for ss in &rs.scope_spans {
             let (sname, sversion) = ss
                 .scope
@@ -116,9 +117,9 @@ pub fn spans_to_batch(request: &ExportTraceServiceRequest) -> Converted {
                 time.push(start);
                 end_time.push(end);
                 duration.push(end.saturating_sub(start));
-                trace_id.append_value(hex::encode(&span.trace_id));
-                span_id.append_value(hex::encode(&span.span_id));
-                parent_span_id.append_option(hex_id(&span.parent_span_id));
+                append_hex(&mut trace_id, &span.trace_id);
+                append_hex(&mut span_id, &span.span_id);
+                append_hex(&mut parent_span_id, &span.parent_span_id);
                 trace_state
                     .append_option((!span.trace_state.is_empty()).then_some(&span.trace_state));
                 flags.push(span.flags);
@@ -129,7 +130,7 @@ pub fn spans_to_batch(request: &ExportTraceServiceRequest) -> Converted {
                 status_message
                     .append_option(status.map(|s| s.message.as_str()).filter(|m| !m.is_empty()));
                 service.append_value(service_name);
-                resource_attributes.append(resource_attrs);
+                resource_attributes.append_rendered(&resource_rendered);
                 scope_name.append_value(sname);
                 scope_version.append_value(sversion);
                 attributes.append(&span.attributes);
@@ -147,8 +148,8 @@ pub fn spans_to_batch(request: &ExportTraceServiceRequest) -> Converted {
                 events.push(ev_time.len());
 
                 for link in &span.links {
-                    ln_trace_id.append_option(hex_id(&link.trace_id));
-                    ln_span_id.append_option(hex_id(&link.span_id));
+                    append_hex(&mut ln_trace_id, &link.trace_id);
+                    append_hex(&mut ln_span_id, &link.span_id);
                     ln_trace_state
                         .append_option((!link.trace_state.is_empty()).then_some(&link.trace_state));
                     ln_flags.push(link.flags);
