@@ -581,6 +581,31 @@ def slope_per_min(ts: list[float], ys: list[float]) -> float:
     return 60 * sum((t - mt) * (y - my) for t, y in zip(ts, ys)) / den
 
 
+def columns(rows: list[dict]) -> dict[str, list]:
+    """A time series as one list per field (None where a row lacks the field)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    return {k: [r.get(k) for r in rows] for k in keys}
+
+
+def dump_report(report: dict) -> str:
+    """Indented JSON, with every list of plain values on one line (the time series)."""
+    flat: dict[str, str] = {}
+
+    def mark(v):
+        if isinstance(v, dict):
+            return {k: mark(x) for k, x in v.items()}
+        if isinstance(v, list) and v and all(not isinstance(x, (dict, list)) for x in v):
+            key = f"@@{len(flat)}@@"
+            flat[key] = json.dumps(v, separators=(",", ":"))
+            return key
+        if isinstance(v, list):
+            return [mark(x) for x in v]
+        return v
+
+    text = json.dumps(mark(report), indent=1)
+    return re.sub(r'"(@@\d+@@)"', lambda m: flat[m.group(1)], text)
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
@@ -903,8 +928,8 @@ def run_scenario(name: str, opts, binary: str) -> dict:
             result["allowance"]["lifetime_peak_within_bound"] = (
                 result["peak_rss_lifetime_bytes"] <= result["allowance"]["bound_bytes"])
         result["server_log"] = server.log_summary()
-        result["samples"] = samples
-        result["metric_samples"] = metric_samples
+        result["samples"] = columns(samples)
+        result["metric_samples"] = columns(metric_samples)
         return result
     finally:
         server.kill()
@@ -1001,6 +1026,7 @@ def main() -> int:
                     help="extra environment variable of the node (repeat; e.g. MALLOC_ARENA_MAX=2)")
     ap.add_argument("--build-profile", help="label of the binary's build profile (default: from its path)")
     ap.add_argument("--label", default="", help="free text stored in the JSON result and its file name")
+    ap.add_argument("--note", default="", help="free text stored in the JSON result (e.g. where the binary came from)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default=str(REPO_ROOT / "bench" / "results"), help="directory of the JSON result")
     ap.add_argument("--keep-data", action="store_true", help="keep the temporary data directory and server log")
@@ -1023,6 +1049,7 @@ def main() -> int:
         "binary": binary,
         "build_profile": profile,
         "git_commit": git_commit(),
+        "binary_note": opts.note,
         "cpus": os.cpu_count(),
         "mem_total_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
         "argv": sys.argv,
@@ -1043,7 +1070,7 @@ def main() -> int:
     label = re.sub(r"[^A-Za-z0-9_.-]+", "-", opts.label).strip("-")
     path = out_dir / (f"soak-{started.strftime('%Y%m%dT%H%M%SZ')}-{profile}-{opts.scenario}"
                       + (f"-{label}" if label else "") + ".json")
-    path.write_text(json.dumps(report, indent=1) + "\n")
+    path.write_text(dump_report(report) + "\n")
     print(f"\nresults: {path}")
     return 1 if failed else 0
 
