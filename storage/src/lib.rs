@@ -23,6 +23,7 @@ pub mod cache;
 pub mod catalog;
 mod error;
 pub mod maintenance;
+mod merge;
 pub mod objects;
 pub mod parquet_file;
 pub mod schema;

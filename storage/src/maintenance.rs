@@ -16,18 +16,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arrow::array::RecordBatch;
 use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::catalog::{FileMeta, now_ns};
-use crate::parquet_file::{
-    COMPACTION_ZSTD_LEVEL, HOUR_NS, encode_with_level, object_path, partition_and_sort,
-};
+use crate::merge::{CancelOnDrop, MergeOutput, merge_sorted_files};
+use crate::parquet_file::{COMPACTION_ZSTD_LEVEL, HOUR_NS, object_path};
 use crate::store::Storage;
 use crate::{Error, Result, Signal, TenantId};
+
+/// Most files merged at once: a merge holds one row group and one batch of each input.
+pub const MAX_MERGE_INPUTS: usize = 32;
 
 /// Settings of the background jobs.
 #[derive(Debug, Clone)]
@@ -132,8 +132,15 @@ impl Storage {
             tokio::select! {
                 () = &mut shutdown => break,
                 _ = compaction.tick() => {
-                    if let Err(e) = self.compact(now_ns()).await {
-                        tracing::warn!(error = %e, "compaction pass failed");
+                    // Shutdown cancels a pass in the middle: a merge stops at its next batch
+                    // and aborts its upload; the catalog still lists the inputs.
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        result = self.compact(now_ns()) => {
+                            if let Err(e) = result {
+                                tracing::warn!(error = %e, "compaction pass failed");
+                            }
+                        }
                     }
                 }
                 _ = retention.tick() => {
@@ -176,7 +183,8 @@ impl Storage {
                 let mut bytes = 0u64;
                 for file in small {
                     if picked.len() >= 2
-                        && bytes + file.size_bytes as u64 > config.compaction_target_bytes
+                        && (bytes + file.size_bytes as u64 > config.compaction_target_bytes
+                            || picked.len() == MAX_MERGE_INPUTS)
                     {
                         break;
                     }
@@ -221,39 +229,34 @@ impl Storage {
         now: i64,
     ) -> Result<usize> {
         let store = self.object_store();
-        let mut batches: Vec<RecordBatch> = Vec::new();
-        for file in files {
-            batches.extend(read_file(&store, file).await?);
-        }
-        let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<_>> {
-            partition_and_sort(signal, &batches)?
-                .into_iter()
-                .map(|part| {
-                    let bytes = encode_with_level(signal, &part.batch, COMPACTION_ZSTD_LEVEL)?;
-                    Ok((part, bytes))
-                })
-                .collect()
+        let id = uuid::Uuid::now_v7().to_string();
+        let path = object_path(tenant.as_str(), signal, hour_start, &id);
+        let inputs: Vec<FileMeta> = files.iter().map(|f| f.as_ref().clone()).collect();
+        // Dropping this future (shutdown) cancels the merge at its next batch.
+        let cancel = CancelOnDrop::default();
+        let flag = cancel.0.clone();
+        let handle = tokio::runtime::Handle::current();
+        let out = MergeOutput::new(Path::from(path.as_str()), COMPACTION_ZSTD_LEVEL);
+        let merged = tokio::task::spawn_blocking(move || {
+            merge_sorted_files(&handle, &store, signal, &inputs, &out, &flag)
         })
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        drop(cancel);
         let level = files.iter().map(|f| f.level).max().unwrap_or(0) + 1;
         let mut added = Vec::new();
-        for (part, bytes) in encoded {
-            let id = uuid::Uuid::now_v7().to_string();
-            // Rows of one partition stay in it; `partition_and_sort` keeps them there.
-            debug_assert_eq!(part.hour_start, hour_start);
-            let path = object_path(tenant.as_str(), signal, part.hour_start, &id);
-            let size = bytes.len() as i64;
-            store.put(&Path::from(path.as_str()), bytes.into()).await?;
+        if let Some(merged) = merged {
+            // Every input lies in this hour, so the merged rows do too.
+            debug_assert_eq!(merged.min_time.div_euclid(HOUR_NS) * HOUR_NS, hour_start);
             added.push(FileMeta {
                 id,
                 tenant: tenant.clone(),
                 signal,
                 path,
-                min_time: part.min_time,
-                max_time: part.max_time,
-                rows: part.batch.num_rows() as i64,
-                size_bytes: size,
+                min_time: merged.min_time,
+                max_time: merged.max_time,
+                rows: merged.rows,
+                size_bytes: merged.size_bytes,
                 level,
                 created_at: now_ns(),
             });
@@ -395,21 +398,6 @@ impl Storage {
         }
         Ok(deleted)
     }
-}
-
-/// Reads a whole Parquet file (compaction inputs are small by definition).
-async fn read_file(store: &Arc<dyn ObjectStore>, file: &FileMeta) -> Result<Vec<RecordBatch>> {
-    let bytes = store
-        .get(&Path::from(file.path.as_str()))
-        .await?
-        .bytes()
-        .await?;
-    tokio::task::spawn_blocking(move || -> Result<Vec<RecordBatch>> {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
-        Ok(reader.collect::<std::result::Result<_, _>>()?)
-    })
-    .await
-    .map_err(|e| Error::Io(std::io::Error::other(e)))?
 }
 
 #[cfg(test)]

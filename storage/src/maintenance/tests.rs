@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use arrow::array::{Array, AsArray, RecordBatch, StringArray, TimestampNanosecondArray};
 use arrow::compute::concat_batches;
-use object_store::PutPayload;
+use object_store::{ObjectStore, PutPayload};
 
 use super::*;
 use crate::objects::object_store_from_url;
@@ -62,6 +62,18 @@ fn logs(rows: &[(i64, &str)]) -> RecordBatch {
         })
         .collect();
     RecordBatch::try_new(schema, columns).unwrap()
+}
+
+/// Reads a whole Parquet object.
+async fn read_file(store: &Arc<dyn ObjectStore>, file: &FileMeta) -> Result<Vec<RecordBatch>> {
+    let bytes = store
+        .get(&Path::from(file.path.as_str()))
+        .await?
+        .bytes()
+        .await?;
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+    Ok(reader.collect::<std::result::Result<_, _>>()?)
 }
 
 struct Fixture {
@@ -382,4 +394,208 @@ async fn a_swap_of_files_someone_else_removed_changes_nothing() {
         f.storage.catalog().list_files().await.unwrap(),
         files[1..].to_vec()
     );
+}
+
+/// A logs batch with the given (service, time, body) rows.
+fn service_logs(rows: &[(String, i64, String)]) -> RecordBatch {
+    let base = logs(
+        &rows
+            .iter()
+            .map(|(_, time, body)| (*time, body.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let schema = base.schema();
+    let at = schema.index_of("service_name").unwrap();
+    let mut columns = base.columns().to_vec();
+    columns[at] = Arc::new(StringArray::from_iter_values(
+        rows.iter().map(|r| r.0.as_str()),
+    ));
+    RecordBatch::try_new(schema, columns).unwrap()
+}
+
+fn rows_of(batches: &[RecordBatch]) -> Vec<(String, i64, String)> {
+    let mut out = Vec::new();
+    for b in batches {
+        let service = b.column_by_name("service_name").unwrap().as_string::<i32>();
+        let time = b
+            .column_by_name("time")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::TimestampNanosecondType>();
+        let body = b.column_by_name("body").unwrap().as_string::<i32>();
+        for i in 0..b.num_rows() {
+            out.push((
+                service.value(i).to_string(),
+                time.value(i),
+                body.value(i).to_string(),
+            ));
+        }
+    }
+    out
+}
+
+/// Puts sorted files of `rows_each` rows into an in-memory store; returns them and every row.
+async fn sorted_inputs(
+    store: &Arc<dyn ObjectStore>,
+    files: usize,
+    rows_each: usize,
+) -> (Vec<FileMeta>, Vec<(String, i64, String)>) {
+    let mut metas = Vec::new();
+    let mut all = Vec::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for f in 0..files {
+        let mut rows: Vec<(String, i64, String)> = (0..rows_each)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (
+                    format!("svc-{}", x % 7),
+                    HOUR_NS + (x % 1_000_000) as i64,
+                    format!("file {f} row {i}"),
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        all.extend(rows.iter().cloned());
+        let bytes = crate::parquet_file::encode(Signal::Logs, &service_logs(&rows)).unwrap();
+        let path = format!("in/{f}.parquet");
+        store
+            .put(&Path::from(path.as_str()), bytes.clone().into())
+            .await
+            .unwrap();
+        metas.push(FileMeta {
+            id: f.to_string(),
+            tenant: t("a"),
+            signal: Signal::Logs,
+            path,
+            min_time: rows.iter().map(|r| r.1).min().unwrap_or(HOUR_NS),
+            max_time: rows.iter().map(|r| r.1).max().unwrap_or(HOUR_NS),
+            rows: rows.len() as i64,
+            size_bytes: bytes.len() as i64,
+            level: 0,
+            created_at: 0,
+        });
+    }
+    (metas, all)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_merge_equals_a_full_sort_across_batch_and_part_boundaries() {
+    use crate::merge::{INPUT_BATCH_ROWS, OUTPUT_BATCH_ROWS};
+    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    // Several input batches per file and several output batches, with a part size small
+    // enough that the output is a multipart upload.
+    let rows_each = 2 * INPUT_BATCH_ROWS + 123;
+    let (inputs, mut all) = sorted_inputs(&store, 6, rows_each).await;
+    assert!(all.len() > 2 * OUTPUT_BATCH_ROWS);
+    let out = MergeOutput {
+        part_bytes: 64 * 1024,
+        ..MergeOutput::new(Path::from("out/merged.parquet"), COMPACTION_ZSTD_LEVEL)
+    };
+    let handle = tokio::runtime::Handle::current();
+    let merged = {
+        let (store, out) = (store.clone(), out.clone());
+        tokio::task::spawn_blocking(move || {
+            merge_sorted_files(
+                &handle,
+                &store,
+                Signal::Logs,
+                &inputs,
+                &out,
+                &std::sync::atomic::AtomicBool::new(false),
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+    };
+    let object = store.head(&out.path).await.unwrap();
+    assert_eq!(merged.size_bytes as u64, object.size);
+    assert!(
+        object.size > out.part_bytes as u64,
+        "the test must cross a part boundary"
+    );
+    let meta = FileMeta {
+        id: "out".into(),
+        tenant: t("a"),
+        signal: Signal::Logs,
+        path: out.path.to_string(),
+        min_time: merged.min_time,
+        max_time: merged.max_time,
+        rows: merged.rows,
+        size_bytes: merged.size_bytes,
+        level: 1,
+        created_at: 0,
+    };
+    let got = rows_of(&read_file(&store, &meta).await.unwrap());
+    assert_eq!(merged.rows as usize, all.len());
+    assert_eq!(merged.min_time, all.iter().map(|r| r.1).min().unwrap());
+    assert_eq!(merged.max_time, all.iter().map(|r| r.1).max().unwrap());
+    // Sorted by (service, time); the same multiset of rows as the inputs.
+    assert!(
+        got.windows(2)
+            .all(|w| (&w[0].0, w[0].1) <= (&w[1].0, w[1].1))
+    );
+    let mut got_sorted = got.clone();
+    got_sorted.sort();
+    all.sort();
+    assert_eq!(got_sorted, all);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_merge_writes_nothing() {
+    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let (inputs, _) = sorted_inputs(&store, 3, 5000).await;
+    let out = MergeOutput {
+        part_bytes: 16 * 1024,
+        ..MergeOutput::new(Path::from("out/cancelled.parquet"), COMPACTION_ZSTD_LEVEL)
+    };
+    let handle = tokio::runtime::Handle::current();
+    let result = {
+        let (store, out) = (store.clone(), out.clone());
+        tokio::task::spawn_blocking(move || {
+            merge_sorted_files(
+                &handle,
+                &store,
+                Signal::Logs,
+                &inputs,
+                &out,
+                &std::sync::atomic::AtomicBool::new(true),
+            )
+        })
+        .await
+        .unwrap()
+    };
+    assert!(matches!(result, Err(Error::ShuttingDown)), "{result:?}");
+    assert!(matches!(
+        store.head(&out.path).await,
+        Err(object_store::Error::NotFound { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merging_only_empty_files_writes_nothing() {
+    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let (inputs, _) = sorted_inputs(&store, 2, 0).await;
+    let out = MergeOutput::new(Path::from("out/empty.parquet"), COMPACTION_ZSTD_LEVEL);
+    let handle = tokio::runtime::Handle::current();
+    let merged = {
+        let (store, out) = (store.clone(), out.clone());
+        tokio::task::spawn_blocking(move || {
+            merge_sorted_files(
+                &handle,
+                &store,
+                Signal::Logs,
+                &inputs,
+                &out,
+                &std::sync::atomic::AtomicBool::new(false),
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap()
+    };
+    assert_eq!(merged, None);
+    assert!(store.head(&out.path).await.is_err());
 }

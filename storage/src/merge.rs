@@ -1,0 +1,402 @@
+//! Streaming k-way merge of sorted Parquet files, the engine of compaction.
+//!
+//! Every file of a partition is already sorted by its signal's sort key, so merging them
+//! needs only the head of each: each input is read a batch of [`INPUT_BATCH_ROWS`] rows at a
+//! time, the smallest head row is taken next, and the merged rows are written out
+//! [`OUTPUT_BATCH_ROWS`] at a time into a Parquet writer that uploads its row groups as they
+//! complete (a multipart upload once the file outgrows one part). Memory is bounded by the
+//! number of inputs, not their size: per input, one fetched row group (compressed) and one
+//! decoded batch; for the output, one row group being encoded and one upload part.
+//!
+//! The merge runs on a blocking thread (decoding, comparing and encoding are CPU work) and
+//! drives the object-store I/O from there with `Handle::block_on`. It checks a cancellation
+//! flag between batches, so shutdown does not wait for a large merge; a cancelled merge
+//! aborts its upload and changes nothing.
+
+use std::cmp::Ordering as CmpOrdering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arrow::array::{Array, RecordBatch, TimestampNanosecondArray};
+use arrow::datatypes::SchemaRef;
+use arrow::row::{RowConverter, Rows, SortField};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStream};
+use parquet::arrow::{AsyncArrowWriter, ParquetRecordBatchStreamBuilder};
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use tokio::runtime::Handle;
+
+use crate::catalog::FileMeta;
+use crate::parquet_file::writer_properties;
+use crate::schema::{TIME_COLUMN, sort_columns};
+use crate::{Error, Result, Signal};
+
+/// Rows decoded per input at a time.
+pub const INPUT_BATCH_ROWS: usize = 2048;
+/// Merged rows handed to the Parquet writer at a time.
+pub const OUTPUT_BATCH_ROWS: usize = 8192;
+/// Size of one upload part of the merged file.
+const UPLOAD_PART_BYTES: usize = 16 * 1024 * 1024;
+
+/// What a merge wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergedFile {
+    pub rows: i64,
+    pub min_time: i64,
+    pub max_time: i64,
+    pub size_bytes: i64,
+}
+
+/// Sets its flag when dropped: the owner of a merge going away (a cancelled compaction
+/// pass) tells the blocking thread to stop.
+#[derive(Debug, Default)]
+pub struct CancelOnDrop(pub Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Where and how a merge writes its output.
+#[derive(Debug, Clone)]
+pub struct MergeOutput {
+    pub path: Path,
+    pub zstd_level: i32,
+    /// Size of one upload part; the file is uploaded in one request when it fits in one.
+    pub part_bytes: usize,
+}
+
+impl MergeOutput {
+    pub fn new(path: Path, zstd_level: i32) -> Self {
+        Self {
+            path,
+            zstd_level,
+            part_bytes: UPLOAD_PART_BYTES,
+        }
+    }
+}
+
+/// Merges the sorted `inputs` (all of one signal) into one sorted Parquet object. Must be
+/// called from a blocking thread of the runtime `handle`. Returns `Ok(None)` when the inputs
+/// hold no rows (nothing is written).
+pub fn merge_sorted_files(
+    handle: &Handle,
+    store: &Arc<dyn ObjectStore>,
+    signal: Signal,
+    inputs: &[FileMeta],
+    out: &MergeOutput,
+    cancel: &AtomicBool,
+) -> Result<Option<MergedFile>> {
+    let keys = sort_columns(signal);
+    let mut cursors = Vec::with_capacity(inputs.len());
+    let mut schema: Option<SchemaRef> = None;
+    for file in inputs {
+        let reader = ObjectFileReader {
+            store: store.clone(),
+            path: Path::from(file.path.as_str()),
+            size: file.size_bytes as u64,
+        };
+        let stream = handle.block_on(async {
+            ParquetRecordBatchStreamBuilder::new(reader)
+                .await?
+                .with_batch_size(INPUT_BATCH_ROWS)
+                .build()
+        })?;
+        match &schema {
+            None => schema = Some(stream.schema().clone()),
+            Some(s) if s.fields() != stream.schema().fields() => {
+                return Err(Error::Schema {
+                    signal,
+                    reason: format!("{} does not have the schema of the other inputs", file.path),
+                });
+            }
+            Some(_) => {}
+        }
+        cursors.push(Cursor {
+            stream,
+            batch: None,
+            rows: None,
+            pos: 0,
+            slot: 0,
+        });
+    }
+    let Some(schema) = schema else {
+        return Ok(None);
+    };
+    let key_indices: Vec<usize> = keys
+        .iter()
+        .map(|name| {
+            schema.index_of(name).map_err(|_| Error::Schema {
+                signal,
+                reason: format!("missing column {name}"),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let time_index = schema.index_of(TIME_COLUMN).map_err(|_| Error::Schema {
+        signal,
+        reason: "missing column time".into(),
+    })?;
+    let converter = RowConverter::new(
+        key_indices
+            .iter()
+            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+            .collect(),
+    )?;
+
+    // The batches the pending output rows point into; each cursor's current batch is one.
+    let mut slots: Vec<RecordBatch> = Vec::new();
+    let mut active: Vec<usize> = Vec::with_capacity(cursors.len());
+    for (i, cursor) in cursors.iter_mut().enumerate() {
+        if cursor.advance_batch(handle, &converter, &key_indices, &mut slots)? {
+            active.push(i);
+        }
+    }
+    // `active` is kept sorted by each cursor's head row, ties by input order (stable).
+    active.sort_by(|&a, &b| compare(&cursors, a, b));
+
+    let writer = BufWriter::with_capacity(store.clone(), out.path.clone(), out.part_bytes);
+    let mut writer = AsyncArrowWriter::try_new(
+        writer,
+        schema.clone(),
+        Some(writer_properties(signal, out.zstd_level)),
+    )?;
+    let mut merged = MergedFile {
+        rows: 0,
+        min_time: i64::MAX,
+        max_time: i64::MIN,
+        size_bytes: 0,
+    };
+    let mut pending: Vec<(usize, usize)> = Vec::with_capacity(OUTPUT_BATCH_ROWS);
+    let result = (|| -> Result<()> {
+        while let Some(&head) = active.first() {
+            let cursor = &mut cursors[head];
+            pending.push((cursor.slot, cursor.pos));
+            cursor.pos += 1;
+            if cursor.pos == cursor.len() {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(Error::ShuttingDown);
+                }
+                if !cursor.advance_batch(handle, &converter, &key_indices, &mut slots)? {
+                    active.remove(0);
+                }
+            }
+            if active.first() == Some(&head) && active.len() > 1 {
+                // Move the head to its place among the others (they are still sorted).
+                let rest = &active[1..];
+                let at = rest.partition_point(|&other| compare(&cursors, other, head).is_lt());
+                if at > 0 {
+                    active.copy_within(1..=at, 0);
+                    active[at] = head;
+                }
+            }
+            if pending.len() == OUTPUT_BATCH_ROWS {
+                emit(
+                    handle,
+                    &mut writer,
+                    &mut slots,
+                    &mut pending,
+                    &mut cursors,
+                    &active,
+                    time_index,
+                    &mut merged,
+                )?;
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(Error::ShuttingDown);
+                }
+            }
+        }
+        emit(
+            handle,
+            &mut writer,
+            &mut slots,
+            &mut pending,
+            &mut cursors,
+            &active,
+            time_index,
+            &mut merged,
+        )?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) if merged.rows == 0 => {
+            abort(handle, writer);
+            Ok(None)
+        }
+        Ok(()) => {
+            handle.block_on(writer.finish())?;
+            merged.size_bytes = writer.bytes_written() as i64;
+            Ok(Some(merged))
+        }
+        Err(e) => {
+            abort(handle, writer);
+            Err(e)
+        }
+    }
+}
+
+/// One input: its stream and its current batch with the batch's sort keys.
+struct Cursor {
+    stream: ParquetRecordBatchStream<ObjectFileReader>,
+    batch: Option<RecordBatch>,
+    rows: Option<Rows>,
+    pos: usize,
+    /// Index of `batch` in the merge's slot list.
+    slot: usize,
+}
+
+impl Cursor {
+    fn len(&self) -> usize {
+        self.batch.as_ref().map_or(0, RecordBatch::num_rows)
+    }
+
+    fn head(&self) -> arrow::row::Row<'_> {
+        self.rows.as_ref().expect("active cursor").row(self.pos)
+    }
+
+    /// Loads the next non-empty batch; false when the input is exhausted.
+    fn advance_batch(
+        &mut self,
+        handle: &Handle,
+        converter: &RowConverter,
+        key_indices: &[usize],
+        slots: &mut Vec<RecordBatch>,
+    ) -> Result<bool> {
+        loop {
+            match handle.block_on(self.stream.next()) {
+                None => {
+                    self.batch = None;
+                    self.rows = None;
+                    return Ok(false);
+                }
+                Some(batch) => {
+                    let batch = batch?;
+                    if batch.num_rows() == 0 {
+                        continue;
+                    }
+                    let columns: Vec<_> = key_indices
+                        .iter()
+                        .map(|&i| batch.column(i).clone())
+                        .collect();
+                    self.rows = Some(converter.convert_columns(&columns)?);
+                    self.slot = slots.len();
+                    slots.push(batch.clone());
+                    self.batch = Some(batch);
+                    self.pos = 0;
+                    return Ok(true);
+                }
+            }
+        }
+    }
+}
+
+fn compare(cursors: &[Cursor], a: usize, b: usize) -> CmpOrdering {
+    cursors[a]
+        .head()
+        .cmp(&cursors[b].head())
+        .then_with(|| a.cmp(&b))
+}
+
+/// Writes the pending rows and re-bases the slot list on the cursors' current batches, so
+/// batches no pending row points into are released.
+#[allow(clippy::too_many_arguments)]
+fn emit(
+    handle: &Handle,
+    writer: &mut AsyncArrowWriter<BufWriter>,
+    slots: &mut Vec<RecordBatch>,
+    pending: &mut Vec<(usize, usize)>,
+    cursors: &mut [Cursor],
+    active: &[usize],
+    time_index: usize,
+    merged: &mut MergedFile,
+) -> Result<()> {
+    if !pending.is_empty() {
+        let refs: Vec<&RecordBatch> = slots.iter().collect();
+        let batch = arrow::compute::interleave_record_batch(&refs, pending)?;
+        let times = batch
+            .column(time_index)
+            .as_any()
+            .downcast_ref::<TimestampNanosecondArray>()
+            .ok_or_else(|| {
+                Error::Io(std::io::Error::other("time is not a nanosecond timestamp"))
+            })?;
+        if let (Some(lo), Some(hi)) = (arrow::compute::min(times), arrow::compute::max(times)) {
+            merged.min_time = merged.min_time.min(lo);
+            merged.max_time = merged.max_time.max(hi);
+        }
+        merged.rows += times.len() as i64;
+        handle.block_on(writer.write(&batch))?;
+        pending.clear();
+    }
+    slots.clear();
+    for &i in active {
+        let cursor = &mut cursors[i];
+        cursor.slot = slots.len();
+        slots.push(cursor.batch.clone().expect("active cursor has a batch"));
+    }
+    Ok(())
+}
+
+/// Drops a merge's output: an upload in progress is aborted, nothing becomes visible.
+fn abort(handle: &Handle, writer: AsyncArrowWriter<BufWriter>) {
+    let mut upload = writer.into_inner();
+    if let Err(e) = handle.block_on(upload.abort()) {
+        tracing::debug!(error = %e, "aborting a merge's upload failed");
+    }
+}
+
+/// Reads a Parquet object of known size: the footer in one request, then the ranges the
+/// reader asks for (column chunks of one row group at a time).
+struct ObjectFileReader {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+}
+
+impl AsyncFileReader for ObjectFileReader {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            // Compaction reads every page; it needs no page index.
+            let reader = ParquetMetaDataReader::new().with_prefetch_hint(Some(64 * 1024));
+            let size = self.size;
+            let metadata = reader.load_and_finish(&mut *self, size).await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
