@@ -17,12 +17,16 @@ pub mod convert;
 mod error;
 pub mod grpc;
 pub mod http;
+pub mod limits;
 mod metrics;
 mod signal;
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use strata_storage::{Storage, TenantId};
+use strata_storage::{PerTenant, Signal, Storage, TenantId};
+
+use crate::limits::{IngestLimits, Limiter};
 
 pub use error::{IngestError, Result};
 pub use metrics::IngestMetrics;
@@ -39,12 +43,15 @@ pub const TENANT_HEADER: &str = "x-scope-orgid";
 pub struct IngestConfig {
     /// Largest accepted request body, after decompression.
     pub max_body_bytes: usize,
+    /// Rates and cardinality per tenant.
+    pub limits: PerTenant<IngestLimits>,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            limits: PerTenant::default(),
         }
     }
 }
@@ -73,15 +80,22 @@ pub struct Ingestor {
     storage: Arc<Storage>,
     config: IngestConfig,
     metrics: IngestMetrics,
+    limiter: Limiter,
 }
 
 impl Ingestor {
     pub fn new(storage: Arc<Storage>, config: IngestConfig) -> Arc<Self> {
         Arc::new(Self {
             storage,
+            limiter: Limiter::new(config.limits.clone()),
             config,
             metrics: IngestMetrics::default(),
         })
+    }
+
+    /// The per-tenant limits and their use.
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
     }
 
     /// The receivers' counters, for registration in `/metrics`.
@@ -118,7 +132,7 @@ impl Ingestor {
     ) -> Result<S::Response> {
         let received = chrono_now_ns();
         // Conversion is CPU work proportional to the body; large bodies leave the I/O threads.
-        let converted = if body_bytes > 256 * 1024 {
+        let mut converted = if body_bytes > 256 * 1024 {
             tokio::task::spawn_blocking(move || S::convert(&request, received))
                 .await
                 .map_err(|e| IngestError::Internal(e.to_string()))?
@@ -129,6 +143,26 @@ impl Ingestor {
             tenant: tenant.to_string(),
             signal: S::SIGNAL.as_str(),
         };
+        let now = Instant::now();
+        self.limiter
+            .admit(tenant, converted.accepted, body_bytes as u64, now)
+            .map_err(|refused| IngestError::Throttled {
+                reason: format!(
+                    "tenant {tenant} is over its ingest rate of {} {}/s",
+                    refused.limit, refused.what
+                ),
+                retry_after_secs: refused.retry_after.as_secs_f64().ceil().max(1.0) as u32,
+            })?;
+        if S::SIGNAL == Signal::Metrics
+            && let Some(batch) = converted.batch.take()
+        {
+            let before = converted.rejected.count;
+            converted.batch = self
+                .limiter
+                .filter_series(tenant, batch, &mut converted.rejected, now)
+                .map_err(|e| IngestError::Internal(e.to_string()))?;
+            converted.accepted -= converted.rejected.count - before;
+        }
         if let Some(batch) = converted.batch {
             self.storage.write(tenant, S::SIGNAL, batch).await?;
         }

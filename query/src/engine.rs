@@ -10,13 +10,22 @@ use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
     MemorySchemaProvider, SchemaProvider,
 };
+use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::{
+    GreedyMemoryPool, MemoryConsumer, MemoryPool, TrackConsumersPool, UnboundedMemoryPool,
+};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
-use strata_storage::{Signal, Storage, TenantId};
+use futures::StreamExt;
+use object_store::ObjectStore;
+use std::num::NonZeroUsize;
+use strata_storage::{PerTenant, Signal, Storage, TenantId};
 
 use crate::error::{QueryError, Result};
+use crate::limits::{Admission, QueryLimits, ScanBudget, human_bytes};
 use crate::metrics::QueryMetrics;
 use crate::stats::{QueryStats, ScanCounter, add_plan_metrics};
 use crate::table::SignalTable;
@@ -33,6 +42,8 @@ pub const SCHEMA: &str = "public";
 pub struct QueryConfig {
     /// Partitions (threads) a query plan fans out to.
     pub target_partitions: usize,
+    /// What one query of a tenant may use.
+    pub limits: PerTenant<QueryLimits>,
 }
 
 impl Default for QueryConfig {
@@ -41,6 +52,7 @@ impl Default for QueryConfig {
             target_partitions: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
+            limits: PerTenant::default(),
         }
     }
 }
@@ -66,6 +78,8 @@ pub struct QueryEngine {
     template: SessionState,
     store_url: ObjectStoreUrl,
     metrics: QueryMetrics,
+    limits: PerTenant<QueryLimits>,
+    admission: Admission,
     /// CPU-heavy execution runs here, so queries never starve the ingest I/O threads.
     executor: tokio::runtime::Handle,
     executor_runtime: Option<tokio::runtime::Runtime>,
@@ -110,6 +124,8 @@ impl QueryEngine {
             template,
             store_url,
             metrics: QueryMetrics::default(),
+            limits: config.limits,
+            admission: Admission::default(),
             executor,
             executor_runtime: None,
         })
@@ -120,15 +136,33 @@ impl QueryEngine {
         &self.metrics
     }
 
-    /// A session that sees only `tenant`'s tables.
-    pub fn session(&self, tenant: &TenantId) -> Result<SessionContext> {
-        self.session_with_counter(tenant, ScanCounter::default())
+    /// The limits of `tenant`'s queries.
+    pub fn limits(&self, tenant: &TenantId) -> &QueryLimits {
+        self.limits.get(tenant)
     }
 
-    fn session_with_counter(
+    /// Queries `tenant` is running now.
+    pub fn running_queries(&self, tenant: &TenantId) -> usize {
+        self.admission
+            .running(tenant, self.limits(tenant).max_concurrent)
+    }
+
+    /// A session that sees only `tenant`'s tables (without the per-query limits).
+    pub fn session(&self, tenant: &TenantId) -> Result<SessionContext> {
+        self.session_with(
+            tenant,
+            ScanCounter::default(),
+            self.storage.object_store(),
+            self.template.runtime_env().clone(),
+        )
+    }
+
+    fn session_with(
         &self,
         tenant: &TenantId,
         counter: ScanCounter,
+        store: Arc<dyn ObjectStore>,
+        runtime: Arc<RuntimeEnv>,
     ) -> Result<SessionContext> {
         // A catalog of the tenant's own: sessions share the template's functions and settings,
         // never its (empty) catalog list.
@@ -140,7 +174,8 @@ impl QueryEngine {
                 signal,
                 self.store_url.clone(),
             )
-            .with_counter(counter.clone());
+            .with_counter(counter.clone())
+            .with_store(store.clone());
             schema.register_table(signal.as_str().to_string(), Arc::new(table))?;
         }
         let catalog = Arc::new(MemoryCatalogProvider::new());
@@ -149,6 +184,7 @@ impl QueryEngine {
         catalogs.register_catalog(CATALOG.to_string(), catalog);
         let state = SessionStateBuilder::new_from_existing(self.template.clone())
             .with_catalog_list(catalogs)
+            .with_runtime_env(runtime)
             .build();
         Ok(SessionContext::new_with_state(state))
     }
@@ -193,21 +229,74 @@ impl QueryEngine {
 
     async fn run(&self, tenant: &TenantId, sql: &str) -> Result<QueryResult> {
         let started = Instant::now();
+        let limits = self.limits(tenant).clone();
+        let _slot = self
+            .admission
+            .try_admit(tenant, limits.max_concurrent)
+            .ok_or_else(|| {
+                QueryError::ResourcesExhausted(format!(
+                    "tenant {tenant} already runs its maximum of {} concurrent queries; retry \
+                     when one has finished",
+                    limits.max_concurrent
+                ))
+            })?;
+        let budget = ScanBudget::new(self.storage.object_store(), limits.max_scan_bytes);
+        let pool: Arc<dyn MemoryPool> = if limits.max_memory_bytes == 0 {
+            Arc::new(UnboundedMemoryPool::default())
+        } else {
+            Arc::new(TrackConsumersPool::new(
+                GreedyMemoryPool::new(limits.max_memory_bytes),
+                NonZeroUsize::new(3).expect("3 > 0"),
+            ))
+        };
+        let shared = self.template.runtime_env();
+        let runtime = Arc::new(RuntimeEnv {
+            memory_pool: pool.clone(),
+            disk_manager: shared.disk_manager.clone(),
+            cache_manager: shared.cache_manager.clone(),
+            object_store_registry: shared.object_store_registry.clone(),
+        });
         let counter = ScanCounter::default();
-        let ctx = self.session_with_counter(tenant, counter.clone())?;
-        let frame = ctx.sql_with_options(sql, Self::sql_options()).await?;
-        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let task_ctx = frame.task_ctx();
-        let plan = frame.create_physical_plan().await?;
-        let (batches, plan) = self
-            .executor
-            .spawn(async move {
-                let batches =
-                    datafusion::physical_plan::collect(plan.clone(), task_ctx.into()).await;
+        let ctx = self.session_with(tenant, counter.clone(), budget.clone(), runtime)?;
+
+        let work = async {
+            let frame = ctx.sql_with_options(sql, Self::sql_options()).await?;
+            let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+            let task_ctx = frame.task_ctx();
+            let plan = frame.create_physical_plan().await?;
+            let pool = pool.clone();
+            // Dropped before completion (timeout): the guard aborts the execution too.
+            let mut task = AbortOnDrop(self.executor.spawn(async move {
+                let batches = collect_reserved(plan.clone(), task_ctx.into(), &pool).await;
                 batches.map(|b| (b, plan))
-            })
-            .await
-            .map_err(|e| QueryError::Internal(format!("query task failed: {e}")))??;
+            }));
+            let (batches, plan) = (&mut task.0)
+                .await
+                .map_err(|e| QueryError::Internal(format!("query task failed: {e}")))??;
+            Ok::<_, QueryError>((schema, batches, plan))
+        };
+        let outcome = match tokio::time::timeout(limits.timeout, work).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                return Err(QueryError::Timeout(format!(
+                    "the query ran longer than its limit of {:?} and was cancelled",
+                    limits.timeout
+                )));
+            }
+        };
+        let (schema, batches, plan) = outcome.map_err(|e| match e {
+            _ if budget.exceeded() => QueryError::LimitExceeded(format!(
+                "the query read more than its limit of {} from storage \
+                 (query_max_scan_bytes); narrow its time range or its filters",
+                human_bytes(limits.max_scan_bytes)
+            )),
+            QueryError::ResourcesExhausted(message) => QueryError::LimitExceeded(format!(
+                "the query needs more memory than its limit of {} (query_max_memory_bytes); \
+                 aggregate more, select fewer columns or add a LIMIT: {message}",
+                human_bytes(limits.max_memory_bytes as u64)
+            )),
+            other => other,
+        })?;
         let mut stats = counter.snapshot();
         add_plan_metrics(&plan, &mut stats);
         stats.rows = batches.iter().map(|b| b.num_rows() as u64).sum();
@@ -217,5 +306,32 @@ impl QueryEngine {
             batches,
             stats,
         })
+    }
+}
+
+/// Runs `plan` to completion, reserving every result batch in the query's memory pool: a
+/// result larger than the query's memory limit fails instead of growing without bound.
+async fn collect_reserved(
+    plan: Arc<dyn ExecutionPlan>,
+    task_ctx: Arc<TaskContext>,
+    pool: &Arc<dyn MemoryPool>,
+) -> Result<Vec<RecordBatch>> {
+    let reservation = MemoryConsumer::new("query result").register(pool);
+    let mut stream = execute_stream(plan, task_ctx)?;
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        reservation.try_grow(batch.get_array_memory_size())?;
+        batches.push(batch);
+    }
+    Ok(batches)
+}
+
+/// Aborts a task when dropped: a query given up on (timeout) stops executing.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -12,9 +12,16 @@ pub enum QueryError {
     /// on the data (a bad cast, a division by zero): the client's to fix. HTTP 400.
     #[error("{0}")]
     User(String),
-    /// The query needs more resources than it may use. HTTP 429.
+    /// The tenant runs as many queries as it may at once: retry later. HTTP 429.
     #[error("{0}")]
     ResourcesExhausted(String),
+    /// The query needs more memory or reads more bytes than its limits allow: it fails the
+    /// same way when retried. HTTP 422.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// The query ran longer than its timeout and was cancelled. HTTP 503.
+    #[error("{0}")]
+    Timeout(String),
     /// A fault on our side (storage, a bug). HTTP 500.
     #[error("internal error: {0}")]
     Internal(String),
@@ -26,6 +33,8 @@ impl QueryError {
         match self {
             QueryError::User(_) => "user",
             QueryError::ResourcesExhausted(_) => "resources_exhausted",
+            QueryError::LimitExceeded(_) => "limit_exceeded",
+            QueryError::Timeout(_) => "timeout",
             QueryError::Internal(_) => "internal",
         }
     }

@@ -17,10 +17,12 @@
 mod engine;
 mod error;
 pub mod format;
+pub mod limits;
 mod metrics;
 pub mod stats;
 pub mod table;
 
 pub use engine::{CATALOG, QueryConfig, QueryEngine, QueryResult, SCHEMA, STORE_URL};
 pub use error::{QueryError, Result};
+pub use limits::QueryLimits;
 pub use metrics::QueryMetrics;

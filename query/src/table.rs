@@ -19,6 +19,7 @@ use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPu
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
+use object_store::ObjectStore;
 use strata_storage::schema::{TIME_COLUMN, schema_for};
 
 use crate::stats::ScanCounter;
@@ -32,6 +33,9 @@ pub struct SignalTable {
     schema: SchemaRef,
     store_url: ObjectStoreUrl,
     counter: ScanCounter,
+    /// Where the Parquet bytes are read from: the storage's object store, or a query's
+    /// [`ScanBudget`](crate::limits::ScanBudget) over it.
+    store: Arc<dyn ObjectStore>,
 }
 
 impl fmt::Debug for SignalTable {
@@ -50,6 +54,7 @@ impl SignalTable {
         signal: Signal,
         store_url: ObjectStoreUrl,
     ) -> Self {
+        let store = storage.object_store();
         Self {
             storage,
             tenant,
@@ -57,7 +62,14 @@ impl SignalTable {
             schema: schema_for(signal),
             store_url,
             counter: ScanCounter::default(),
+            store,
         }
+    }
+
+    /// Reads the Parquet files through `store` (a query's scan budget).
+    pub fn with_store(mut self, store: Arc<dyn ObjectStore>) -> Self {
+        self.store = store;
+        self
     }
 
     /// Reports what scans read to `counter` (the query's stats).
@@ -121,7 +133,7 @@ impl TableProvider for SignalTable {
             }
             // Parquet footers are parsed once per file and kept in DataFusion's metadata cache.
             let reader_factory = Arc::new(CachedParquetFileReaderFactory::new(
-                self.storage.object_store(),
+                self.store.clone(),
                 state.runtime_env().cache_manager.get_file_metadata_cache(),
             ));
             let source = ParquetSource::new(self.schema.clone())

@@ -116,6 +116,7 @@ impl Node {
             storage,
             QueryConfig {
                 target_partitions: 2,
+                ..QueryConfig::default()
             },
             tokio::runtime::Handle::current(),
         )

@@ -79,7 +79,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.message });
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
@@ -92,6 +98,14 @@ impl From<QueryError> for ApiError {
             },
             QueryError::ResourcesExhausted(message) => Self {
                 status: StatusCode::TOO_MANY_REQUESTS,
+                message,
+            },
+            QueryError::LimitExceeded(message) => Self {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                message,
+            },
+            QueryError::Timeout(message) => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
                 message,
             },
             QueryError::Internal(message) => {

@@ -4,6 +4,10 @@
 //! of the TOML file given by `--config`. One precedence, tested below:
 //! flags > environment > file > defaults. `docs/CONFIG.md` lists every option.
 
+mod limits;
+
+pub use limits::{LimitArgs, Limits, LimitsFile};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -155,6 +159,9 @@ pub struct ServeArgs {
     /// queries already running) before their objects are deleted [default: 5m]
     #[arg(long, env = "STRATA_DELETE_GRACE", value_name = "DURATION", value_parser = parse_duration)]
     pub delete_grace: Option<Duration>,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// The keys of the configuration file (each optional; unknown keys are an error).
@@ -191,6 +198,7 @@ pub struct FileConfig {
     pub retention_interval: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration")]
     pub delete_grace: Option<Duration>,
+    pub limits: Option<LimitsFile>,
 }
 
 /// The `[retention]` table of the file: a default, per-signal defaults, per-tenant
@@ -292,6 +300,7 @@ pub struct Config {
     pub retention: RetentionPolicy,
     pub retention_interval: Duration,
     pub delete_grace: Duration,
+    pub limits: Limits,
 }
 
 /// Why the configuration could not be resolved.
@@ -361,7 +370,9 @@ impl ServeArgs {
             .transpose()?
             .unwrap_or_else(|| data_dir.join("wal"));
         let retention = retention_policy(self.retention, file.retention)?;
+        let limits = self.limits.resolve(file.limits)?;
         Ok(Config {
+            limits,
             cache_bytes: self
                 .cache_bytes
                 .or(file.cache_bytes)

@@ -111,12 +111,14 @@ impl Node {
             storage.clone(),
             IngestConfig {
                 max_body_bytes: config.max_body_bytes,
+                limits: config.limits.ingest.clone(),
             },
         );
         let engine = Arc::new(QueryEngine::new(
             storage.clone(),
             QueryConfig {
                 target_partitions: config.query_threads,
+                limits: config.limits.query.clone(),
             },
         )?);
 

@@ -34,7 +34,7 @@ pub mod wal;
 pub use catalog::{Catalog, FileMeta, SqlCatalog, Watermark};
 pub use error::{Error, Result};
 pub use store::{Snapshot, Storage, StorageConfig, TimeRange};
-pub use tenant::{DEFAULT_TENANT, InvalidTenant, MAX_TENANT_LEN, TenantId};
+pub use tenant::{DEFAULT_TENANT, InvalidTenant, MAX_TENANT_LEN, PerTenant, TenantId};
 
 use std::fmt;
 use std::str::FromStr;

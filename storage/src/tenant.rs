@@ -79,9 +79,39 @@ impl AsRef<str> for TenantId {
     }
 }
 
+/// A setting with a default for every tenant and overrides for some (limits, for example).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PerTenant<T> {
+    pub default: T,
+    pub tenants: std::collections::HashMap<String, T>,
+}
+
+impl<T> PerTenant<T> {
+    /// The same setting for every tenant.
+    pub fn uniform(default: T) -> Self {
+        Self {
+            default,
+            tenants: Default::default(),
+        }
+    }
+
+    /// The setting of `tenant`: its override, else the default.
+    pub fn get(&self, tenant: &TenantId) -> &T {
+        self.tenants.get(tenant.as_str()).unwrap_or(&self.default)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_tenant_settings_fall_back_to_the_default() {
+        let mut limits = PerTenant::uniform(10);
+        limits.tenants.insert("acme".into(), 3);
+        assert_eq!(*limits.get(&TenantId::new("acme").unwrap()), 3);
+        assert_eq!(*limits.get(&TenantId::new("globex").unwrap()), 10);
+    }
 
     #[test]
     fn accepts_ordinary_ids() {
