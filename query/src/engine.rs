@@ -136,6 +136,11 @@ impl QueryEngine {
         &self.metrics
     }
 
+    /// The storage the engine reads.
+    pub fn storage(&self) -> &Arc<Storage> {
+        &self.storage
+    }
+
     /// The limits of `tenant`'s queries.
     pub fn limits(&self, tenant: &TenantId) -> &QueryLimits {
         self.limits.get(tenant)
@@ -145,6 +150,18 @@ impl QueryEngine {
     pub fn running_queries(&self, tenant: &TenantId) -> usize {
         self.admission
             .running(tenant, self.limits(tenant).max_concurrent)
+    }
+
+    /// Every tenant that has run a query, and how many it runs now.
+    pub fn running_by_tenant(&self) -> Vec<(TenantId, usize)> {
+        self.admission
+            .tenants()
+            .into_iter()
+            .map(|t| {
+                let running = self.running_queries(&t);
+                (t, running)
+            })
+            .collect()
     }
 
     /// A session that sees only `tenant`'s tables (without the per-query limits).

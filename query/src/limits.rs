@@ -73,6 +73,11 @@ impl Admission {
         semaphore.try_acquire_owned().ok()
     }
 
+    /// Tenants that have run a query.
+    pub(crate) fn tenants(&self) -> Vec<TenantId> {
+        self.slots.lock().keys().cloned().collect()
+    }
+
     /// Queries `tenant` is running now (for usage reports).
     pub(crate) fn running(&self, tenant: &TenantId, max: usize) -> usize {
         self.slots

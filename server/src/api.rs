@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -27,6 +27,7 @@ pub struct ApiState {
 
 struct Ready {
     engine: Arc<QueryEngine>,
+    ingestor: Arc<Ingestor>,
     registry: Registry,
 }
 
@@ -37,8 +38,12 @@ impl ApiState {
     }
 
     /// Makes the API serve queries and metrics.
-    pub fn ready(&self, engine: Arc<QueryEngine>, registry: Registry) {
-        let _ = self.inner.set(Ready { engine, registry });
+    pub fn ready(&self, engine: Arc<QueryEngine>, ingestor: Arc<Ingestor>, registry: Registry) {
+        let _ = self.inner.set(Ready {
+            engine,
+            ingestor,
+            registry,
+        });
     }
 
     fn get(&self) -> Result<&Ready, ApiError> {
@@ -53,6 +58,7 @@ impl ApiState {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/sql", post(sql))
+        .route("/api/v1/tenants/{id}/usage", get(usage))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -138,6 +144,68 @@ async fn sql(
     let result = state.get()?.engine.sql(&tenant, &request.sql).await?;
     let body = format.encode(&result)?;
     Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
+}
+
+/// A tenant's limits and its current use of them. Another tenant's id is answered 404.
+async fn usage(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = Ingestor::tenant(headers.get(TENANT_HEADER).map(|v| v.as_bytes()))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if tenant.as_str() != id {
+        return Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("no tenant {id:?}"),
+        });
+    }
+    let ready = state.get()?;
+    let ingest_limits = ready.ingestor.limiter().limits(&tenant).clone();
+    let ingest = ready.ingestor.limiter().usage(&tenant);
+    let query_limits = ready.engine.limits(&tenant).clone();
+    let storage = ready.engine.storage();
+    let tables: serde_json::Map<String, serde_json::Value> = strata_storage::Signal::ALL
+        .into_iter()
+        .map(|signal| {
+            let snapshot = storage.snapshot(&tenant, signal, strata_storage::TimeRange::ALL);
+            let value = serde_json::json!({
+                "files": snapshot.files.len(),
+                "file_bytes": snapshot.files.iter().map(|f| f.size_bytes).sum::<i64>(),
+                "file_rows": snapshot.files.iter().map(|f| f.rows).sum::<i64>(),
+                "buffered_rows": snapshot.batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+            });
+            (signal.as_str().to_string(), value)
+        })
+        .collect();
+    let body = serde_json::json!({
+        "tenant": tenant.as_str(),
+        "ingest": {
+            "limits": {
+                "rate_records": ingest_limits.rate_records,
+                "rate_bytes": ingest_limits.rate_bytes,
+                "burst_seconds": ingest_limits.burst.as_secs_f64(),
+                "max_active_series": ingest_limits.max_active_series,
+                "max_series_per_metric": ingest_limits.max_series_per_metric,
+                "active_series_window_seconds": ingest_limits.active_series_window.as_secs_f64(),
+            },
+            "active_series": ingest.active_series,
+            "requests_refused_rate": ingest.requests_refused_rate,
+            "records_refused_rate": ingest.records_refused_rate,
+            "points_refused_cardinality": ingest.points_refused_cardinality,
+        },
+        "query": {
+            "limits": {
+                "timeout_seconds": query_limits.timeout.as_secs_f64(),
+                "max_memory_bytes": query_limits.max_memory_bytes,
+                "max_scan_bytes": query_limits.max_scan_bytes,
+                "max_concurrent": query_limits.max_concurrent,
+            },
+            "running": ready.engine.running_queries(&tenant),
+        },
+        "storage": tables,
+    });
+    Ok(axum::Json(body).into_response())
 }
 
 async fn healthz() -> &'static str {

@@ -126,6 +126,7 @@ impl Node {
         ingestor.metrics().register(&mut registry);
         engine.metrics().register(&mut registry);
         telemetry::register_storage(&mut registry, storage.clone(), cache);
+        telemetry::register_tenants(&mut registry, ingestor.clone(), engine.clone());
 
         let (stop_ingest, ingest_rx) = watch::channel(false);
         let ingest_tasks = vec![
@@ -153,7 +154,7 @@ impl Node {
                 .run_maintenance(wait_for_shutdown(flusher_rx)),
         );
 
-        api_state.ready(engine.clone(), registry);
+        api_state.ready(engine.clone(), ingestor.clone(), registry);
         for (listener, addr) in [("otlp-grpc", grpc_addr), ("otlp-http", otlp_http_addr)] {
             tracing::info!(listener, %addr, "listening");
         }

@@ -250,3 +250,82 @@ pub fn register_storage(
 ) {
     registry.register_collector(Box::new(StorageCollector(storage, cache)));
 }
+
+/// Per-tenant use of the limits, read at scrape time.
+#[derive(Debug)]
+struct TenantCollector {
+    ingestor: Arc<strata_ingest::Ingestor>,
+    engine: Arc<strata_query::QueryEngine>,
+}
+
+impl Collector for TenantCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let usage = self.ingestor.limiter().all_usage();
+        let gauges: [(&str, &str, fn(&strata_ingest::limits::IngestUsage) -> u64); 1] = [(
+            "strata_tenant_active_series",
+            "Active metric series of a tenant on this node",
+            |u| u.active_series as u64,
+        )];
+        for (name, help, value) in gauges {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for (tenant, u) in &usage {
+                let gauge = ConstGauge::new(value(u) as i64);
+                gauge.encode(family.encode_family(&[("tenant", tenant.as_str())])?)?;
+            }
+        }
+        let counters: [(&str, &str, fn(&strata_ingest::limits::IngestUsage) -> u64); 3] = [
+            (
+                "strata_tenant_ingest_requests_refused_rate",
+                "Exports refused because the tenant was over its ingest rate",
+                |u| u.requests_refused_rate,
+            ),
+            (
+                "strata_tenant_ingest_records_refused_rate",
+                "Records in exports refused because the tenant was over its ingest rate",
+                |u| u.records_refused_rate,
+            ),
+            (
+                "strata_tenant_points_refused_cardinality",
+                "Metric points dropped because their new series was over a cardinality limit",
+                |u| u.points_refused_cardinality,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for (tenant, u) in &usage {
+                let counter = ConstCounter::new(value(u));
+                counter.encode(family.encode_family(&[("tenant", tenant.as_str())])?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "strata_tenant_queries_running",
+            "Queries of a tenant running on this node",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (tenant, running) in self.engine.running_by_tenant() {
+            let gauge = ConstGauge::new(running as i64);
+            gauge.encode(family.encode_family(&[("tenant", tenant.as_str())])?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Registers the per-tenant usage collector.
+pub fn register_tenants(
+    registry: &mut Registry,
+    ingestor: Arc<strata_ingest::Ingestor>,
+    engine: Arc<strata_query::QueryEngine>,
+) {
+    registry.register_collector(Box::new(TenantCollector { ingestor, engine }));
+}

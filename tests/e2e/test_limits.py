@@ -103,6 +103,23 @@ def test_new_series_over_the_cardinality_limit_are_rejected_with_partial_success
     assert series(other, 50).rejected_data_points == 0
     assert _count(node, "SELECT count(DISTINCT series) FROM metrics", other) == 50
 
+    # The use is reported to the tenant, and in /metrics; another tenant's usage is a 404.
+    usage = _usage(node, limited, limited)
+    assert usage.status_code == 200, usage.text
+    body = usage.json()
+    assert body["ingest"]["limits"]["max_active_series"] == 3
+    assert body["ingest"]["active_series"] == 3
+    assert body["ingest"]["points_refused_cardinality"] == 3
+    assert body["storage"]["metrics"]["buffered_rows"] + body["storage"]["metrics"]["file_rows"] == 6
+    assert _usage(node, other, limited).status_code == 404
+    assert node.metric_value("strata_tenant_active_series", {"tenant": limited}) == 3
+    assert node.metric_value("strata_tenant_points_refused_cardinality_total", {"tenant": limited}) == 3
+
+
+def _usage(node, tenant: str, as_tenant: str):
+    return requests.get(f"{node.api_url}/api/v1/tenants/{tenant}/usage",
+                        headers={"X-Scope-OrgID": as_tenant}, timeout=10)
+
 
 def test_a_query_over_its_memory_limit_fails_clearly_and_the_node_stays_up(node_factory, tmp_path):
     limited, other = unique_tenant("mem"), unique_tenant("free")
