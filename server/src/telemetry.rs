@@ -8,6 +8,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
+use strata_ingest::limits::IngestUsage;
 use strata_storage::Storage;
 use strata_storage::cache::CacheStats;
 use tracing_subscriber::EnvFilter;
@@ -251,6 +252,9 @@ pub fn register_storage(
     registry.register_collector(Box::new(StorageCollector(storage, cache)));
 }
 
+/// A per-tenant figure: its name, help and how to read it from a tenant's use.
+type UsageFigure = (&'static str, &'static str, fn(&IngestUsage) -> u64);
+
 /// Per-tenant use of the limits, read at scrape time.
 #[derive(Debug)]
 struct TenantCollector {
@@ -261,7 +265,7 @@ struct TenantCollector {
 impl Collector for TenantCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let usage = self.ingestor.limiter().all_usage();
-        let gauges: [(&str, &str, fn(&strata_ingest::limits::IngestUsage) -> u64); 1] = [(
+        let gauges: [UsageFigure; 1] = [(
             "strata_tenant_active_series",
             "Active metric series of a tenant on this node",
             |u| u.active_series as u64,
@@ -278,7 +282,7 @@ impl Collector for TenantCollector {
                 gauge.encode(family.encode_family(&[("tenant", tenant.as_str())])?)?;
             }
         }
-        let counters: [(&str, &str, fn(&strata_ingest::limits::IngestUsage) -> u64); 3] = [
+        let counters: [UsageFigure; 3] = [
             (
                 "strata_tenant_ingest_requests_refused_rate",
                 "Exports refused because the tenant was over its ingest rate",
