@@ -160,6 +160,15 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_DELETE_GRACE", value_name = "DURATION", value_parser = parse_duration)]
     pub delete_grace: Option<Duration>,
 
+    /// PEM file with the certificate chain every listener presents; with `--tls-key-file`,
+    /// the OTLP/gRPC, OTLP/HTTP and API listeners all speak TLS only
+    #[arg(long, env = "STRATA_TLS_CERT_FILE", value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM file with the private key of `--tls-cert-file` (PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, env = "STRATA_TLS_KEY_FILE", value_name = "FILE")]
+    pub tls_key_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -199,6 +208,8 @@ pub struct FileConfig {
     #[serde(default, deserialize_with = "de_duration")]
     pub delete_grace: Option<Duration>,
     pub limits: Option<LimitsFile>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// The `[retention]` table of the file: a default, per-signal defaults, per-tenant
@@ -301,6 +312,8 @@ pub struct Config {
     pub retention_interval: Duration,
     pub delete_grace: Duration,
     pub limits: Limits,
+    /// TLS on every listener, when set.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 /// Why the configuration could not be resolved.
@@ -371,8 +384,21 @@ impl ServeArgs {
             .unwrap_or_else(|| data_dir.join("wal"));
         let retention = retention_policy(self.retention, file.retention)?;
         let limits = self.limits.resolve(file.limits)?;
+        let tls = match (
+            self.tls_cert_file.or(file.tls_cert_file),
+            self.tls_key_file.or(file.tls_key_file),
+        ) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "tls_cert_file and tls_key_file must be set together".into(),
+                ));
+            }
+        };
         Ok(Config {
             limits,
+            tls,
             cache_bytes: self
                 .cache_bytes
                 .or(file.cache_bytes)

@@ -21,6 +21,7 @@ pub mod api;
 pub mod config;
 pub mod sql_client;
 pub mod telemetry;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +51,8 @@ pub enum StartError {
     Storage(#[from] strata_storage::Error),
     #[error("query engine: {0}")]
     Query(#[from] strata_query::QueryError),
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr} ({listener}): {source}")]
     Bind {
         listener: &'static str,
@@ -88,6 +91,13 @@ impl Node {
             path: config.data_dir.clone(),
             source,
         })?;
+        // TLS files are read before anything is bound: a bad file fails the start at once.
+        let tls = match &config.tls {
+            Some(files) => Some((files.server_config()?, files.read_pem()?)),
+            None => None,
+        };
+        let http_tls = tls.as_ref().map(|(config, _)| config.clone());
+        let grpc_tls = tls.map(|(_, pem)| pem);
         // Bind everything first: a taken port fails the start before any work is done.
         let grpc = bind("otlp-grpc", config.grpc_listen).await?;
         let otlp_http = bind("otlp-http", config.otlp_http_listen).await?;
@@ -101,6 +111,7 @@ impl Node {
         let api_task = tokio::spawn(serve_http(
             "http",
             http,
+            http_tls.clone(),
             api::router(api_state.clone()),
             api_rx,
         ));
@@ -132,12 +143,14 @@ impl Node {
         let ingest_tasks = vec![
             tokio::spawn(serve_grpc(
                 grpc,
+                grpc_tls,
                 strata_ingest::grpc::routes(ingestor.clone()),
                 ingest_rx.clone(),
             )),
             tokio::spawn(serve_http(
                 "otlp-http",
                 otlp_http,
+                http_tls,
                 strata_ingest::http::router(ingestor.clone()),
                 ingest_rx,
             )),
@@ -266,11 +279,27 @@ async fn wait_for_shutdown(mut rx: watch::Receiver<bool>) {
 
 async fn serve_grpc(
     listener: TcpListener,
+    tls: Option<(Vec<u8>, Vec<u8>)>,
     routes: tonic::service::Routes,
     shutdown: watch::Receiver<bool>,
 ) {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let result = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some((cert, key)) = tls {
+        let identity = tonic::transport::Identity::from_pem(cert, key);
+        builder = match builder.tls_config(
+            tonic::transport::ServerTlsConfig::new()
+                .identity(identity)
+                .timeout(tls::HANDSHAKE_TIMEOUT),
+        ) {
+            Ok(builder) => builder,
+            Err(e) => {
+                tracing::error!(listener = "otlp-grpc", error = %e, "invalid TLS configuration");
+                return;
+            }
+        };
+    }
+    let result = builder
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, wait_for_shutdown(shutdown))
         .await;
@@ -282,12 +311,25 @@ async fn serve_grpc(
 async fn serve_http(
     name: &'static str,
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     router: axum::Router,
     shutdown: watch::Receiver<bool>,
 ) {
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(wait_for_shutdown(shutdown))
-        .await;
+    let result = match tls {
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(wait_for_shutdown(shutdown))
+                .await
+        }
+        Some(config) => match tls::TlsListener::new(listener, config) {
+            Ok(listener) => {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(wait_for_shutdown(shutdown))
+                    .await
+            }
+            Err(e) => Err(e),
+        },
+    };
     if let Err(e) = result {
         tracing::error!(listener = name, error = %e, "listener failed");
     }
