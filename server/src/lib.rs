@@ -111,6 +111,8 @@ impl Node {
             storage.clone(),
             IngestConfig {
                 max_body_bytes: config.max_body_bytes,
+                max_inflight_bytes: config.max_inflight_bytes,
+                ..IngestConfig::default()
             },
         );
         let engine = Arc::new(QueryEngine::new(
