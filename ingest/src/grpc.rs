@@ -4,6 +4,11 @@
 //! message is `INVALID_ARGUMENT` (tonic's stock codec answers `INTERNAL`). Messages over the
 //! size limit, compressed or not, are `RESOURCE_EXHAUSTED`; gzip is accepted and inflated by
 //! tonic up to the same limit.
+//!
+//! Admission comes first: while the write buffer is at its memory limit a call is refused
+//! (`UNAVAILABLE` with `RetryInfo`) before its message is read, and a message is decoded only
+//! once it holds its share of the in-flight budget (`--max-inflight-bytes`): the codec hands
+//! over the undecoded bytes, the handler decodes them.
 
 use std::convert::Infallible;
 use std::marker::PhantomData;
@@ -11,29 +16,37 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
-use bytes::Buf;
+use bytes::{Buf, Bytes};
 use futures::future::BoxFuture;
 use http::HeaderValue;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder};
 use tonic::server::{Grpc, UnaryService};
 use tonic::{Code, Request, Response, Status};
 
-use crate::{Ingestor, Logs, Metrics, OtlpSignal, TENANT_HEADER, Traces, Transport};
+use crate::{IngestError, Ingestor, Logs, Metrics, OtlpSignal, TENANT_HEADER, Traces, Transport};
 
-/// A prost codec whose decode errors are `INVALID_ARGUMENT`.
+/// A codec that hands the handler the message undecoded (decoded there, as protobuf, with
+/// errors as `INVALID_ARGUMENT`) and encodes responses with prost.
 struct OtlpCodec<S>(PhantomData<S>);
 
 struct OtlpDecoder<S>(PhantomData<S>);
 
-/// A decoded request and the size of its (decompressed) message.
-struct Decoded<T> {
-    message: T,
-    len: usize,
+/// A request message (decompressed), not decoded yet.
+struct Undecoded<S> {
+    bytes: Bytes,
+    _signal: PhantomData<S>,
+}
+
+impl<S: OtlpSignal> Undecoded<S> {
+    fn decode(&self) -> Result<S::Request, IngestError> {
+        <S::Request as prost::Message>::decode(self.bytes.as_ref())
+            .map_err(|e| IngestError::Decode(format!("invalid protobuf message: {e}")))
+    }
 }
 
 impl<S: OtlpSignal> Codec for OtlpCodec<S> {
     type Encode = S::Response;
-    type Decode = Decoded<S::Request>;
+    type Decode = Undecoded<S>;
     type Encoder = tonic_prost::ProstEncoder<S::Response>;
     type Decoder = OtlpDecoder<S>;
 
@@ -47,14 +60,16 @@ impl<S: OtlpSignal> Codec for OtlpCodec<S> {
 }
 
 impl<S: OtlpSignal> Decoder for OtlpDecoder<S> {
-    type Item = Decoded<S::Request>;
+    type Item = Undecoded<S>;
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
-        let len = buf.remaining();
-        let message = <S::Request as prost::Message>::decode(buf)
-            .map_err(|e| Status::invalid_argument(format!("invalid protobuf message: {e}")))?;
-        Ok(Some(Decoded { message, len }))
+        // Splits the message off tonic's buffer; no copy.
+        let bytes = buf.copy_to_bytes(buf.remaining());
+        Ok(Some(Undecoded {
+            bytes,
+            _signal: PhantomData,
+        }))
     }
 }
 
@@ -66,27 +81,30 @@ struct ExportHandler<S> {
     _signal: PhantomData<S>,
 }
 
-impl<S: OtlpSignal> UnaryService<Decoded<S::Request>> for ExportHandler<S> {
+impl<S: OtlpSignal> UnaryService<Undecoded<S>> for ExportHandler<S> {
     type Response = S::Response;
     type Future = BoxFuture<'static, Result<Response<S::Response>, Status>>;
 
-    fn call(&mut self, request: Request<Decoded<S::Request>>) -> Self::Future {
+    fn call(&mut self, request: Request<Undecoded<S>>) -> Self::Future {
         let ingestor = self.ingestor.clone();
         self.called.store(true, Ordering::Relaxed);
         Box::pin(async move {
             let signal = S::SIGNAL.as_str();
             let transport = Transport::Grpc.as_str();
-            let tenant = request.metadata().get(TENANT_HEADER).map(|v| v.as_bytes());
-            let result = match Ingestor::tenant(tenant) {
-                Ok(tenant) => {
-                    let Decoded { message, len } = request.into_inner();
-                    ingestor
-                        .export::<S>(&tenant, message, len)
-                        .await
-                        .map(Response::new)
-                }
-                Err(e) => Err(e),
-            };
+            let tenant =
+                Ingestor::tenant(request.metadata().get(TENANT_HEADER).map(|v| v.as_bytes()));
+            let result = async {
+                let tenant = tenant?;
+                let undecoded = request.into_inner();
+                let len = undecoded.bytes.len();
+                // Held until the rows are written (or refused): bounds what is decoded at once.
+                let _inflight = ingestor.reserve_inflight(len).await?;
+                let message = undecoded.decode()?;
+                drop(undecoded);
+                ingestor.export::<S>(&tenant, message, len).await
+            }
+            .await
+            .map(Response::new);
             match result {
                 Ok(response) => {
                     ingestor.metrics().request(signal, transport, "ok");
@@ -94,6 +112,12 @@ impl<S: OtlpSignal> UnaryService<Decoded<S::Request>> for ExportHandler<S> {
                 }
                 Err(e) => {
                     ingestor.metrics().request(signal, transport, e.reason());
+                    if matches!(
+                        e,
+                        IngestError::Throttled { .. } | IngestError::Unavailable { .. }
+                    ) {
+                        ingestor.log_refusal(&e, signal, transport);
+                    }
                     Err(e.to_status())
                 }
             }
@@ -121,6 +145,13 @@ impl OtlpGrpcService {
         B: http_body::Body + Send + 'static,
         B::Error: Into<tonic::codegen::StdError> + Send,
     {
+        if let Err(e) = ingestor.admit() {
+            // Refused before the message is read.
+            let (signal, transport) = (S::SIGNAL.as_str(), Transport::Grpc.as_str());
+            ingestor.metrics().request(signal, transport, e.reason());
+            ingestor.log_refusal(&e, signal, transport);
+            return e.to_status().into_http();
+        }
         let limit = ingestor.config().max_body_bytes;
         let mut grpc = Grpc::new(OtlpCodec::<S>(PhantomData))
             .accept_compressed(CompressionEncoding::Gzip)

@@ -7,6 +7,11 @@
 //! 400 for undecodable data or an invalid tenant, 413 for a body over the limit (counted after
 //! decompression, so a gzip bomb stops at the limit), 415 for an unsupported content type or
 //! encoding.
+//!
+//! Admission comes first: while the write buffer is at its memory limit a request is refused
+//! (429) before its body is read into memory (the body is read and discarded, so that the
+//! connection stays usable), and a body is decoded only once it holds its share of the
+//! in-flight budget (`--max-inflight-bytes`).
 
 use std::io::Read;
 use std::sync::Arc;
@@ -117,7 +122,7 @@ async fn export<S: OtlpSignal>(
             match &e {
                 IngestError::Internal(_) => tracing::error!(error = %e, signal, "export failed"),
                 IngestError::Unavailable { .. } | IngestError::Throttled { .. } => {
-                    tracing::warn!(error = %e, signal, "export refused")
+                    ingestor.log_refusal(&e, signal, format.transport().as_str())
                 }
                 _ => {}
             }
@@ -138,23 +143,36 @@ async fn handle<S: OtlpSignal>(
         Ingestor::tenant(headers.get(TENANT_HEADER).map(HeaderValue::as_bytes)).map_err(unread)?;
     let gzip = content_encoding_is_gzip(headers).map_err(unread)?;
     let limit = ingestor.config().max_body_bytes;
+    if let Err(e) = ingestor.admit() {
+        // Refused before the body is in memory. It is still read (and dropped chunk by
+        // chunk) so that the answer is not lost to a connection reset.
+        let read = discard_body(request.into_body(), limit).await;
+        return Err((e, read));
+    }
     let raw = read_body(request.into_body(), limit)
         .await
         .map_err(unread)?;
-    decode_and_export::<S>(ingestor, format, &tenant, raw, gzip, limit)
+    let read = |e: IngestError| (e, true);
+    let body = if gzip {
+        let inflated = gunzip(&raw, limit);
+        drop(raw);
+        inflated.map_err(read)?
+    } else {
+        raw
+    };
+    // Held until the rows are written (or refused): bounds what is decoded at once.
+    let _inflight = ingestor.reserve_inflight(body.len()).await.map_err(read)?;
+    decode_and_export::<S>(ingestor, format, &tenant, body)
         .await
-        .map_err(|e| (e, true))
+        .map_err(read)
 }
 
 async fn decode_and_export<S: OtlpSignal>(
     ingestor: &Ingestor,
     format: Format,
     tenant: &strata_storage::TenantId,
-    raw: Bytes,
-    gzip: bool,
-    limit: usize,
+    body: Bytes,
 ) -> Result<Vec<u8>, IngestError> {
-    let body = if gzip { gunzip(&raw, limit)? } else { raw };
     let response = match format {
         Format::Protobuf => {
             let req = S::Request::decode(body.as_ref())
@@ -200,6 +218,19 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, IngestError> {
         Err(e) => Err(IngestError::Decode(format!(
             "could not read request body: {e}"
         ))),
+    }
+}
+
+/// Reads a body to its end without keeping it, up to `limit` bytes; says whether it was read
+/// to the end.
+async fn discard_body(body: Body, limit: usize) -> bool {
+    let mut body = Limited::new(body, limit);
+    loop {
+        match body.frame().await {
+            None => return true,
+            Some(Ok(_frame)) => {}
+            Some(Err(_)) => return false,
+        }
     }
 }
 

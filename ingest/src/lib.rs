@@ -19,21 +19,30 @@ pub mod grpc;
 pub mod http;
 pub mod limits;
 mod metrics;
+mod refusal_log;
 mod signal;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use strata_storage::{PerTenant, Signal, Storage, TenantId};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::limits::{IngestLimits, Limiter};
 
 pub use error::{IngestError, Result};
 pub use metrics::IngestMetrics;
+pub use refusal_log::RateLimitedLog;
 pub use signal::{Logs, Metrics, OtlpSignal, Traces};
 
 /// Default limit on a request body, counted after decompression (20 MiB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
+
+/// Default limit on the bytes of request bodies being decoded and converted at once (64 MiB).
+pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 64 * 1024 * 1024;
+
+/// How long a request waits for its share of the in-flight bytes before it is refused.
+pub const DEFAULT_INFLIGHT_WAIT: Duration = Duration::from_millis(500);
 
 /// Header (HTTP) and metadata key (gRPC) that names the tenant.
 pub const TENANT_HEADER: &str = "x-scope-orgid";
@@ -45,6 +54,12 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
     /// Rates and cardinality per tenant.
     pub limits: PerTenant<IngestLimits>,
+    /// Bytes of request bodies (after decompression) being decoded, converted and written at
+    /// once, across both receivers. A request larger than this is taken when it is alone.
+    pub max_inflight_bytes: usize,
+    /// How long a request waits for its share of `max_inflight_bytes`; then it is refused as
+    /// throttled (HTTP 429 / gRPC `UNAVAILABLE`, retryable).
+    pub inflight_wait: Duration,
 }
 
 impl Default for IngestConfig {
@@ -52,6 +67,8 @@ impl Default for IngestConfig {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             limits: PerTenant::default(),
+            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
+            inflight_wait: DEFAULT_INFLIGHT_WAIT,
         }
     }
 }
@@ -81,21 +98,75 @@ pub struct Ingestor {
     config: IngestConfig,
     metrics: IngestMetrics,
     limiter: Limiter,
+    /// One permit per byte of request body being decoded and converted.
+    inflight: Arc<Semaphore>,
+    /// The WARN line of refused exports, at most once a second.
+    refusal_log: RateLimitedLog,
 }
 
 impl Ingestor {
     pub fn new(storage: Arc<Storage>, config: IngestConfig) -> Arc<Self> {
+        let permits = config.max_inflight_bytes.clamp(1, Semaphore::MAX_PERMITS);
         Arc::new(Self {
             storage,
             limiter: Limiter::new(config.limits.clone()),
             config,
             metrics: IngestMetrics::default(),
+            inflight: Arc::new(Semaphore::new(permits)),
+            refusal_log: RateLimitedLog::new(Duration::from_secs(1)),
         })
     }
 
     /// The per-tenant limits and their use.
     pub fn limiter(&self) -> &Limiter {
         &self.limiter
+    }
+
+    /// Refuses (throttled: HTTP 429 / gRPC `UNAVAILABLE`) while the write buffer is at its
+    /// memory limit. Cheap: the receivers call it before they read or decode anything, so a
+    /// refused request costs no more than its headers. Counted as a refused write.
+    pub fn admit(&self) -> Result<()> {
+        Ok(self.storage.check_memory_limit()?)
+    }
+
+    /// Waits up to `inflight_wait` for `bytes` (a decompressed body) of the in-flight budget,
+    /// to hold while the body is decoded, converted and written. A body larger than the whole
+    /// budget takes all of it. Refused as throttled when the wait runs out.
+    pub async fn reserve_inflight(&self, bytes: usize) -> Result<OwnedSemaphorePermit> {
+        let budget = self
+            .config
+            .max_inflight_bytes
+            .clamp(1, Semaphore::MAX_PERMITS);
+        let wanted = bytes.clamp(1, budget).min(u32::MAX as usize) as u32;
+        if let Ok(permit) = self.inflight.clone().try_acquire_many_owned(wanted) {
+            return Ok(permit);
+        }
+        match tokio::time::timeout(
+            self.config.inflight_wait,
+            self.inflight.clone().acquire_many_owned(wanted),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(closed)) => Err(IngestError::Internal(closed.to_string())),
+            Err(_elapsed) => Err(IngestError::Throttled {
+                reason: "too many request bytes are being decoded at once".into(),
+                retry_after_secs: 1,
+            }),
+        }
+    }
+
+    /// Bytes of the in-flight budget free now.
+    pub fn inflight_available(&self) -> usize {
+        self.inflight.available_permits()
+    }
+
+    /// Logs a refused export (throttled or unavailable) at WARN, at most once a second, with
+    /// the number of refusals not logged since the previous line.
+    pub fn log_refusal(&self, error: &IngestError, signal: &str, transport: &str) {
+        if let Some(suppressed) = self.refusal_log.allow_at(Instant::now()) {
+            tracing::warn!(error = %error, signal, transport, suppressed, "export refused");
+        }
     }
 
     /// The receivers' counters, for registration in `/metrics`.

@@ -109,6 +109,12 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_MAX_BUFFER_BYTES", value_name = "BYTES")]
     pub max_buffer_bytes: Option<usize>,
 
+    /// Bytes of OTLP request bodies (after decompression) decoded and converted at once,
+    /// across both receivers; a request that cannot get its share within 500 ms is refused
+    /// with HTTP 429 / gRPC UNAVAILABLE [default: 67108864 (64 MiB)]
+    #[arg(long, env = "STRATA_MAX_INFLIGHT_BYTES", value_name = "BYTES")]
+    pub max_inflight_bytes: Option<usize>,
+
     /// Directory of the write-ahead log [default: <data-dir>/wal]
     #[arg(long, env = "STRATA_WAL_DIR", value_name = "DIR")]
     pub wal_dir: Option<PathBuf>,
@@ -191,6 +197,7 @@ pub struct FileConfig {
     pub flush_max_bytes: Option<usize>,
     pub query_threads: Option<usize>,
     pub max_buffer_bytes: Option<usize>,
+    pub max_inflight_bytes: Option<usize>,
     pub wal_dir: Option<PathBuf>,
     #[serde(default, deserialize_with = "de_duration")]
     pub wal_sync_delay: Option<Duration>,
@@ -300,6 +307,7 @@ pub struct Config {
     pub flush_max_bytes: usize,
     pub query_threads: usize,
     pub max_buffer_bytes: usize,
+    pub max_inflight_bytes: usize,
     pub wal_dir: PathBuf,
     pub wal_sync_delay: Duration,
     pub wal_segment_bytes: u64,
@@ -376,6 +384,15 @@ impl ServeArgs {
         if query_threads == 0 {
             return Err(ConfigError::Invalid("query_threads must be above 0".into()));
         }
+        let max_inflight_bytes = self
+            .max_inflight_bytes
+            .or(file.max_inflight_bytes)
+            .unwrap_or(strata_ingest::DEFAULT_MAX_INFLIGHT_BYTES);
+        if max_inflight_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "max_inflight_bytes must be above 0".into(),
+            ));
+        }
         let wal_dir = self
             .wal_dir
             .or(file.wal_dir)
@@ -428,6 +445,7 @@ impl ServeArgs {
                 .max_buffer_bytes
                 .or(file.max_buffer_bytes)
                 .unwrap_or(1024 * 1024 * 1024),
+            max_inflight_bytes,
             wal_dir,
             wal_sync_delay: self
                 .wal_sync_delay
@@ -581,6 +599,7 @@ mod tests {
                 flush_interval = "5m"
                 log_format = "json"
                 wal_sync_delay = "2ms"
+                max_inflight_bytes = 1000
             "#,
         )
         .unwrap();
@@ -600,6 +619,7 @@ mod tests {
         assert_eq!(c.wal_dir, PathBuf::from("/d/wal"));
         assert_eq!(c.wal_sync_delay, Duration::ZERO);
         assert_eq!(c.max_buffer_bytes, 1 << 30);
+        assert_eq!(c.max_inflight_bytes, 64 << 20);
 
         // The file beats the defaults.
         let c = parse(&[&config_flag]).resolve().unwrap();
@@ -611,17 +631,20 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.wal_dir, PathBuf::from("/from/file/wal"));
         assert_eq!(c.wal_sync_delay, Duration::from_millis(2));
+        assert_eq!(c.max_inflight_bytes, 1000);
 
         // The environment beats the file.
         // SAFETY: no other test of this binary reads these variables.
         unsafe {
             std::env::set_var("STRATA_GRPC_LISTEN", "127.0.0.1:2001");
+            std::env::set_var("STRATA_MAX_INFLIGHT_BYTES", "2000");
             std::env::set_var("STRATA_DATA_DIR", "/from/env");
             std::env::set_var("STRATA_CONFIG", file.display().to_string());
         }
         let c = parse(&[]).resolve().unwrap();
         assert_eq!(c.grpc_listen, "127.0.0.1:2001".parse().unwrap());
         assert_eq!(c.data_dir, PathBuf::from("/from/env"));
+        assert_eq!(c.max_inflight_bytes, 2000);
         assert_eq!(
             c.otlp_http_listen,
             "127.0.0.1:1002".parse().unwrap(),
@@ -629,10 +652,15 @@ mod tests {
         );
 
         // Flags beat the environment.
-        let c = parse(&["--grpc-listen=127.0.0.1:3001", "--data-dir=/from/flag"])
-            .resolve()
-            .unwrap();
+        let c = parse(&[
+            "--grpc-listen=127.0.0.1:3001",
+            "--data-dir=/from/flag",
+            "--max-inflight-bytes=3000",
+        ])
+        .resolve()
+        .unwrap();
         assert_eq!(c.grpc_listen, "127.0.0.1:3001".parse().unwrap());
+        assert_eq!(c.max_inflight_bytes, 3000);
         assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
         assert_eq!(
             c.http_listen,
@@ -641,6 +669,7 @@ mod tests {
         );
         unsafe {
             std::env::remove_var("STRATA_GRPC_LISTEN");
+            std::env::remove_var("STRATA_MAX_INFLIGHT_BYTES");
             std::env::remove_var("STRATA_DATA_DIR");
             std::env::remove_var("STRATA_CONFIG");
         }

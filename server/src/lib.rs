@@ -123,6 +123,8 @@ impl Node {
             IngestConfig {
                 max_body_bytes: config.max_body_bytes,
                 limits: config.limits.ingest.clone(),
+                max_inflight_bytes: config.max_inflight_bytes,
+                ..IngestConfig::default()
             },
         );
         let engine = Arc::new(QueryEngine::new(

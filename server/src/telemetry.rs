@@ -70,6 +70,11 @@ impl Collector for StorageCollector {
                 "Failed flush attempts (retried with backoff)",
                 &stats.flush_errors,
             ),
+            (
+                "strata_storage_flushes_encoded",
+                "Flushes sorted and encoded to Parquet (a retried flush reuses its encoding)",
+                &stats.flushes_encoded,
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value.load(Ordering::Relaxed));
@@ -79,7 +84,7 @@ impl Collector for StorageCollector {
         let refused = [
             (
                 "strata_storage_writes_refused_memory",
-                "Writes refused because the write buffer was over its memory limit",
+                "Writes refused because the write buffer was over its memory limit (also before a request was read)",
                 &stats.writes_refused_memory,
             ),
             (

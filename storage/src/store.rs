@@ -2,10 +2,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
+use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::{Mutex, RwLock};
@@ -23,9 +24,11 @@ use crate::{Error, Result, Signal, TenantId};
 pub struct StorageConfig {
     /// A table's buffer is flushed once its oldest row has waited this long.
     pub max_buffer_age: Duration,
-    /// A table's buffer is flushed once it holds this many bytes of Arrow data.
+    /// A table's buffer is sealed for flushing as soon as it holds this many bytes of Arrow
+    /// data, so one flush holds about this much (plus one batch).
     pub max_buffer_bytes: usize,
-    /// Writes are refused (HTTP 429) while all buffers together hold this many bytes.
+    /// Writes are refused (HTTP 429) while all buffers together, plus the writes admitted and
+    /// on their way through the WAL, hold this many bytes.
     pub max_total_buffer_bytes: usize,
     /// How often the flusher looks for due buffers (and retries failed flushes).
     pub flush_check_interval: Duration,
@@ -103,7 +106,25 @@ struct PendingFlush {
     batches: Vec<Buffered>,
     attempts: u32,
     next_attempt: Instant,
+    /// The Parquet files of these rows, once encoded: kept across failed attempts (the object
+    /// store down) so that a retry does not sort and encode again. Parquet is far smaller
+    /// than the Arrow rows it holds.
+    encoded: Option<Arc<Vec<EncodedPart>>>,
 }
+
+/// One hour partition of a flush, encoded as a Parquet file.
+#[derive(Debug)]
+struct EncodedPart {
+    hour_start: i64,
+    min_time: i64,
+    max_time: i64,
+    rows: usize,
+    bytes: Bytes,
+}
+
+/// Under memory pressure the flusher seals the largest buffer early, but not one smaller than
+/// `--flush-max-bytes` divided by this: that would write tiny files and free little.
+const PRESSURE_SEAL_DIVISOR: usize = 16;
 
 #[derive(Debug, Default)]
 struct TableState {
@@ -117,6 +138,22 @@ struct TableState {
 }
 
 impl TableState {
+    /// Moves the active buffer to the end of the pending flushes.
+    fn seal(&mut self, now: Instant) {
+        if self.active.is_empty() {
+            return;
+        }
+        let batches = std::mem::take(&mut self.active);
+        self.active_bytes = 0;
+        self.active_since = None;
+        self.pending.push_back(PendingFlush {
+            batches,
+            attempts: 0,
+            next_attempt: now,
+            encoded: None,
+        });
+    }
+
     fn buffered(&self) -> impl Iterator<Item = &Buffered> {
         self.pending
             .iter()
@@ -133,8 +170,28 @@ struct Tables {
     map: RwLock<HashMap<TableKey, Arc<Mutex<TableState>>>>,
     /// Bytes buffered across all tables.
     bytes: AtomicUsize,
+    /// `bytes` plus the reservations of writes admitted but not yet applied by the WAL
+    /// writer: what admission compares with the limit.
+    admitted: AtomicUsize,
     flush_now: Notify,
+    /// A write was refused for memory since the last flusher pass: seal the largest buffer
+    /// even if it is not due.
+    pressure: AtomicBool,
+    /// A table's buffer is sealed once it holds this many bytes.
     max_buffer_bytes: usize,
+}
+
+/// Bytes of the write buffer reserved by an admitted write, from admission until its batch is
+/// in the buffer (which then counts it) or the write has failed. Released on drop.
+struct Reservation {
+    tables: Arc<Tables>,
+    bytes: usize,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.tables.admitted.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 impl Tables {
@@ -161,7 +218,11 @@ impl Tables {
         };
         let bytes = batch.get_array_memory_size();
         let table = self.table(tenant, signal);
-        let due = {
+        // Counted before the rows are visible, so that `admitted` never misses them (the
+        // write's reservation is released after this returns).
+        self.admitted.fetch_add(bytes, Ordering::AcqRel);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        let sealed = {
             let mut state = table.lock();
             state.active.push(Buffered {
                 batch,
@@ -171,11 +232,17 @@ impl Tables {
                 bytes,
             });
             state.active_bytes += bytes;
-            state.active_since.get_or_insert_with(Instant::now);
-            state.active_bytes >= self.max_buffer_bytes
+            let now = Instant::now();
+            state.active_since.get_or_insert(now);
+            // Sealed here rather than by the flusher, so that a table written while another
+            // is being flushed does not keep growing its next flush.
+            let full = state.active_bytes >= self.max_buffer_bytes;
+            if full {
+                state.seal(now);
+            }
+            full
         };
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        if due {
+        if sealed {
             self.flush_now.notify_one();
         }
     }
@@ -198,6 +265,8 @@ pub struct StorageStats {
     pub flush_errors: AtomicU64,
     pub writes_refused_memory: AtomicU64,
     pub writes_refused_wal: AtomicU64,
+    /// Flushes sorted and encoded to Parquet (a retry of a failed flush reuses its files).
+    pub flushes_encoded: AtomicU64,
 }
 
 /// The storage engine of one node.
@@ -384,9 +453,59 @@ impl Storage {
         self.wal.as_deref().map(Wal::stats)
     }
 
+    /// Whether the write buffer (with the writes admitted and on their way through the WAL) is
+    /// at its memory limit, so that [`Storage::write`] would refuse. Cheap: one atomic load.
+    pub fn over_memory_limit(&self) -> bool {
+        self.tables.admitted.load(Ordering::Acquire) >= self.config.max_total_buffer_bytes
+    }
+
+    /// Refuses with [`Error::BufferFull`] while [`Storage::over_memory_limit`], counting the
+    /// refusal and asking the flusher to free memory, exactly as [`Storage::write`] does. For
+    /// the receivers, before they read or decode a request.
+    pub fn check_memory_limit(&self) -> Result<()> {
+        if self.over_memory_limit() {
+            return Err(self.refuse_for_memory());
+        }
+        Ok(())
+    }
+
+    /// Counts a refusal for memory and wakes the flusher, which then seals the largest buffer
+    /// even if it is not due (see [`Storage::flush`]).
+    fn refuse_for_memory(&self) -> Error {
+        self.stats
+            .writes_refused_memory
+            .fetch_add(1, Ordering::Relaxed);
+        self.tables.pressure.store(true, Ordering::Release);
+        self.tables.flush_now.notify_one();
+        Error::BufferFull
+    }
+
+    /// Reserves `bytes` of the write buffer if it is under its limit, atomically: writes
+    /// running at the same time cannot together get past the limit by more than one batch.
+    fn reserve(&self, bytes: usize) -> Result<Reservation> {
+        let limit = self.config.max_total_buffer_bytes;
+        let admitted =
+            self.tables
+                .admitted
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+                    (current < limit).then(|| current.saturating_add(bytes))
+                });
+        match admitted {
+            Ok(_) => Ok(Reservation {
+                tables: self.tables.clone(),
+                bytes,
+            }),
+            Err(_) => Err(self.refuse_for_memory()),
+        }
+    }
+
     /// Makes a batch of rows durable (WAL, fsynced) and visible to every later
     /// [`Storage::snapshot`]. Refused with [`Error::BufferFull`] while the write buffer is over
     /// its memory limit, and with [`Error::WalFull`] while the WAL is.
+    ///
+    /// The batch's bytes are reserved at admission, before the WAL append, and the
+    /// reservation is handed to the WAL writer, which releases it once the batch is in the
+    /// buffer (or the append failed).
     pub async fn write(&self, tenant: &TenantId, signal: Signal, batch: RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
@@ -397,17 +516,14 @@ impl Storage {
                 reason: "batch schema differs from the table schema".into(),
             });
         }
-        if self.tables.bytes.load(Ordering::Relaxed) >= self.config.max_total_buffer_bytes {
-            self.stats
-                .writes_refused_memory
-                .fetch_add(1, Ordering::Relaxed);
-            self.tables.flush_now.notify_one();
-            return Err(Error::BufferFull);
-        }
+        let reservation = self.reserve(batch.get_array_memory_size())?;
         match &self.wal {
             Some(wal) => {
-                // The WAL writer inserts into the buffer once the record is durable.
-                let result = wal.append(tenant.clone(), signal, batch).await;
+                // The WAL writer inserts into the buffer once the record is durable, then
+                // drops the reservation.
+                let result = wal
+                    .append_holding(tenant.clone(), signal, batch, reservation)
+                    .await;
                 if matches!(result, Err(Error::WalFull)) {
                     self.stats
                         .writes_refused_wal
@@ -417,6 +533,7 @@ impl Storage {
             }
             None => {
                 self.tables.insert(tenant, signal, batch, 0);
+                drop(reservation);
                 Ok(())
             }
         }
@@ -500,43 +617,87 @@ impl Storage {
         Err(Error::FlushIncomplete(remaining))
     }
 
+    /// The table to seal under memory pressure: the one with the largest active buffer, among
+    /// those with no flush pending (a pending flush that fails would not free anything more
+    /// for being joined by another) and at least `--flush-max-bytes` / 16 buffered.
+    fn table_to_seal_for_memory(
+        &self,
+        tables: &[(TableKey, Arc<Mutex<TableState>>)],
+    ) -> Option<TableKey> {
+        let floor = (self.config.max_buffer_bytes / PRESSURE_SEAL_DIVISOR).max(1);
+        tables
+            .iter()
+            .filter_map(|(key, table)| {
+                let state = table.lock();
+                (state.pending.is_empty() && state.active_bytes >= floor)
+                    .then_some((state.active_bytes, key))
+            })
+            .max_by_key(|(bytes, _)| *bytes)
+            .map(|(_, key)| key.clone())
+    }
+
     /// One flusher pass: seals due buffers (all of them when `force`) and writes each table's
     /// pending flushes, oldest first, stopping at the first failure (retried later with
-    /// backoff). Returns how many flushes remain pending.
+    /// backoff). When a write was refused for memory since the last pass, the largest buffer
+    /// is sealed too, due or not: a memory limit below (tables × `--flush-max-bytes`) must not
+    /// stall ingest until `--flush-interval`. Returns how many flushes remain pending.
     pub async fn flush(&self, force: bool) -> usize {
         let _guard = self.flush_lock.lock().await;
         let now = Instant::now();
         let mut remaining = 0;
         let mut flushed_any = false;
-        for ((tenant, signal), table) in self.tables.all() {
+        let tables = self.tables.all();
+        let pressure = self.tables.pressure.swap(false, Ordering::AcqRel);
+        let seal_for_memory = if pressure && !force {
+            self.table_to_seal_for_memory(&tables)
+        } else {
+            None
+        };
+        for (key, table) in tables {
+            let (tenant, signal) = &key;
+            let signal = *signal;
             {
                 let mut state = table.lock();
                 let due = state.active_since.is_some_and(|since| {
                     force
                         || state.active_bytes >= self.config.max_buffer_bytes
                         || now.duration_since(since) >= self.config.max_buffer_age
+                        || seal_for_memory.as_ref() == Some(&key)
                 });
                 if due {
-                    let batches = std::mem::take(&mut state.active);
-                    state.active_bytes = 0;
-                    state.active_since = None;
-                    state.pending.push_back(PendingFlush {
-                        batches,
-                        attempts: 0,
-                        next_attempt: now,
-                    });
+                    state.seal(now);
                 }
             }
             loop {
                 let work = {
                     let state = table.lock();
                     match state.pending.front() {
-                        Some(p) if force || p.next_attempt <= now => Some(p.batches.clone()),
+                        Some(p) if force || p.next_attempt <= now => {
+                            Some((p.batches.clone(), p.encoded.clone()))
+                        }
                         _ => None,
                     }
                 };
-                let Some(batches) = work else { break };
-                match self.write_files(&tenant, signal, &batches).await {
+                let Some((batches, encoded)) = work else {
+                    break;
+                };
+                let max_seq = batches.iter().map(|b| b.seq).max().unwrap_or(0);
+                let result = match encoded {
+                    Some(encoded) => self.write_files(tenant, signal, max_seq, &encoded).await,
+                    None => match self.encode_flush(signal, &batches).await {
+                        Ok(encoded) => {
+                            let encoded = Arc::new(encoded);
+                            // Only this task pops pending flushes (under `flush_lock`), so the
+                            // front is still the flush just encoded.
+                            if let Some(p) = table.lock().pending.front_mut() {
+                                p.encoded = Some(encoded.clone());
+                            }
+                            self.write_files(tenant, signal, max_seq, &encoded).await
+                        }
+                        Err(e) => Err(e),
+                    },
+                };
+                match result {
                     Ok(files) => {
                         let bytes: usize = batches.iter().map(|b| b.bytes).sum();
                         let mut state = table.lock();
@@ -544,6 +705,7 @@ impl Storage {
                         state.files.extend(files.into_iter().map(Arc::new));
                         drop(state);
                         self.tables.bytes.fetch_sub(bytes, Ordering::Relaxed);
+                        self.tables.admitted.fetch_sub(bytes, Ordering::AcqRel);
                         flushed_any = true;
                     }
                     Err(e) => {
@@ -579,37 +741,53 @@ impl Storage {
         }
     }
 
-    /// Writes one flush: a file per hour partition, then their catalog rows and the table's
-    /// WAL watermark in one transaction. Files without rows (a failure in between) are
-    /// harmless orphans.
-    async fn write_files(
+    /// Splits a flush's rows by hour, sorts each part and encodes it as Parquet; only the
+    /// encoded files are kept.
+    async fn encode_flush(
         &self,
-        tenant: &TenantId,
         signal: Signal,
         buffered: &[Buffered],
-    ) -> Result<Vec<FileMeta>> {
+    ) -> Result<Vec<EncodedPart>> {
         let batches: Vec<RecordBatch> = buffered.iter().map(|b| b.batch.clone()).collect();
-        let max_seq = buffered.iter().map(|b| b.seq).max().unwrap_or(0);
         // Sorting and encoding are CPU work: keep them off the I/O threads.
         let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<_>> {
             partition_and_sort(signal, &batches)?
                 .into_iter()
                 .map(|part| {
                     let bytes = encode(signal, &part.batch)?;
-                    Ok((part, bytes))
+                    Ok(EncodedPart {
+                        hour_start: part.hour_start,
+                        min_time: part.min_time,
+                        max_time: part.max_time,
+                        rows: part.batch.num_rows(),
+                        bytes,
+                    })
                 })
                 .collect()
         })
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        self.stats.flushes_encoded.fetch_add(1, Ordering::Relaxed);
+        Ok(encoded)
+    }
 
+    /// Writes one encoded flush: a file per hour partition, then their catalog rows and the
+    /// table's WAL watermark (`max_seq`) in one transaction. Files without rows (a failure in
+    /// between) are harmless orphans; every attempt writes under fresh object names.
+    async fn write_files(
+        &self,
+        tenant: &TenantId,
+        signal: Signal,
+        max_seq: u64,
+        encoded: &[EncodedPart],
+    ) -> Result<Vec<FileMeta>> {
         let mut files = Vec::with_capacity(encoded.len());
-        for (part, bytes) in encoded {
+        for part in encoded {
             let id = uuid::Uuid::now_v7().to_string();
             let path = object_path(tenant.as_str(), signal, part.hour_start, &id);
-            let size = bytes.len();
+            let size = part.bytes.len();
             self.store
-                .put(&Path::from(path.as_str()), bytes.into())
+                .put(&Path::from(path.as_str()), part.bytes.clone().into())
                 .await?;
             files.push(FileMeta {
                 id,
@@ -618,7 +796,7 @@ impl Storage {
                 path,
                 min_time: part.min_time,
                 max_time: part.max_time,
-                rows: part.batch.num_rows() as i64,
+                rows: part.rows as i64,
                 size_bytes: size as i64,
                 level: 0,
                 created_at: now_ns(),

@@ -138,6 +138,9 @@ struct Append {
     /// The payload without its sequence number (the writer fills it in).
     payload: Vec<u8>,
     done: oneshot::Sender<Result<u64>>,
+    /// Dropped once the record has been applied or has failed, whatever happens to the
+    /// appender meanwhile (the buffer's memory reservation of the record).
+    hold: Box<dyn Send>,
 }
 
 /// The write-ahead log of one node.
@@ -410,6 +413,18 @@ impl Wal {
         signal: Signal,
         batch: RecordBatch,
     ) -> Result<u64> {
+        self.append_holding(tenant, signal, batch, ()).await
+    }
+
+    /// [`Wal::append`], keeping `hold` alive until the record has been applied (after the
+    /// `apply` callback returned) or has failed, even if this future is dropped before then.
+    pub async fn append_holding(
+        &self,
+        tenant: TenantId,
+        signal: Signal,
+        batch: RecordBatch,
+        hold: impl Send + 'static,
+    ) -> Result<u64> {
         if self.stats.disk_bytes.load(Ordering::Relaxed) >= self.config.max_bytes {
             return Err(Error::WalFull);
         }
@@ -422,6 +437,7 @@ impl Wal {
             batch,
             payload,
             done,
+            hold: Box::new(hold),
         })
         .await
         .map_err(|_| Error::ShuttingDown)?;
@@ -575,6 +591,8 @@ impl Writer {
                 signal: append.signal,
                 batch: append.batch,
             });
+            // Now that the record is in the buffer, what was held for it may go.
+            drop(append.hold);
             answers.push((append.done, seq));
         }
         if segment_full {

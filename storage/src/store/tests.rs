@@ -75,6 +75,10 @@ impl Node {
     }
 
     async fn open(&self) -> Arc<Storage> {
+        self.open_with(|_| {}).await
+    }
+
+    async fn open_with(&self, configure: impl FnOnce(&mut StorageConfig)) -> Arc<Storage> {
         let store = object_store_from_url(&format!("file://{}/objects", self.dir.path().display()))
             .unwrap();
         let catalog = Arc::new(
@@ -85,17 +89,17 @@ impl Node {
             .await
             .unwrap(),
         );
-        Storage::open(
-            store,
-            catalog,
-            StorageConfig {
-                wal: Some(WalConfig::new(self.dir.path().join("wal"))),
-                node_id: "node-a".into(),
-                ..StorageConfig::default()
-            },
-        )
-        .await
-        .unwrap()
+        let mut config = StorageConfig {
+            wal: Some(WalConfig::new(self.dir.path().join("wal"))),
+            node_id: "node-a".into(),
+            ..StorageConfig::default()
+        };
+        configure(&mut config);
+        Storage::open(store, catalog, config).await.unwrap()
+    }
+
+    fn objects_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("objects")
     }
 }
 
@@ -280,4 +284,221 @@ async fn writes_of_the_wrong_schema_are_refused() {
         storage.write(&tenant("a"), Signal::Spans, spans).await,
         Err(Error::Schema { .. })
     ));
+}
+
+/// `n` log rows at `time`, all the same size.
+fn log_rows(n: usize, time: i64) -> RecordBatch {
+    let rows: Vec<(i64, &str)> = (0..n).map(|_| (time, "row")).collect();
+    logs(&rows)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_cannot_overshoot_the_buffer_limit() {
+    let node = Node::new();
+    let batch = log_rows(20, 1);
+    let b = batch.get_array_memory_size();
+    let limit = 4 * b;
+    let storage = node.open_with(|c| c.max_total_buffer_bytes = limit).await;
+    let writes: Vec<_> = (0..64)
+        .map(|_| {
+            let storage = storage.clone();
+            let batch = batch.clone();
+            tokio::spawn(async move { storage.write(&tenant("a"), Signal::Logs, batch).await })
+        })
+        .collect();
+    let mut accepted = 0;
+    for write in writes {
+        match write.await.unwrap() {
+            Ok(()) => accepted += 1,
+            Err(Error::BufferFull) => {}
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert!(accepted >= 1);
+    // Every write passed admission at once; only those that fit were let in.
+    assert!(
+        storage.buffered_bytes() <= limit + b,
+        "buffered {} for a limit of {limit} and batches of {b}",
+        storage.buffered_bytes()
+    );
+    assert_eq!(
+        storage.buffered_bytes(),
+        accepted * b,
+        "nothing refused is stored"
+    );
+    assert_eq!(
+        storage.tables.admitted.load(Ordering::Acquire),
+        storage.buffered_bytes(),
+        "every reservation became buffered bytes"
+    );
+    assert_eq!(
+        storage
+            .stats()
+            .writes_refused_memory
+            .load(Ordering::Relaxed),
+        64 - accepted as u64
+    );
+    assert!(storage.over_memory_limit() || accepted * b < limit);
+}
+
+#[tokio::test]
+async fn a_failed_write_releases_its_reservation() {
+    let node = Node::new();
+    let storage = node
+        .open_with(|c| {
+            let wal = c.wal.as_mut().unwrap();
+            wal.max_bytes = 1;
+        })
+        .await;
+    let t = tenant("a");
+    storage
+        .write(&t, Signal::Logs, log_rows(5, 1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        storage.write(&t, Signal::Logs, log_rows(5, 2)).await,
+        Err(Error::WalFull)
+    ));
+    assert_eq!(
+        storage.tables.admitted.load(Ordering::Acquire),
+        storage.buffered_bytes()
+    );
+    assert_eq!(
+        storage.buffered_bytes(),
+        log_rows(5, 1).get_array_memory_size()
+    );
+}
+
+#[tokio::test]
+async fn the_memory_check_refuses_like_a_write() {
+    let node = Node::new();
+    let batch = log_rows(5, 1);
+    let b = batch.get_array_memory_size();
+    let storage = node.open_with(|c| c.max_total_buffer_bytes = b).await;
+    assert!(!storage.over_memory_limit());
+    storage.check_memory_limit().unwrap();
+    storage
+        .write(&tenant("a"), Signal::Logs, batch)
+        .await
+        .unwrap();
+    assert!(storage.over_memory_limit());
+    assert!(matches!(
+        storage.check_memory_limit(),
+        Err(Error::BufferFull)
+    ));
+    assert_eq!(
+        storage
+            .stats()
+            .writes_refused_memory
+            .load(Ordering::Relaxed),
+        1
+    );
+    storage.flush_all().await.unwrap();
+    assert!(!storage.over_memory_limit());
+    storage.check_memory_limit().unwrap();
+}
+
+#[tokio::test]
+async fn a_buffer_is_sealed_on_insert_at_flush_max_bytes() {
+    let node = Node::new();
+    let b = log_rows(10, 1).get_array_memory_size();
+    // Each batch fills a buffer on its own: each becomes its own flush, whatever the flusher
+    // is doing meanwhile.
+    let storage = node.open_with(|c| c.max_buffer_bytes = b).await;
+    let t = tenant("a");
+    for i in 0..3 {
+        storage
+            .write(&t, Signal::Logs, log_rows(10, 1 + i))
+            .await
+            .unwrap();
+    }
+    storage.flush_all().await.unwrap();
+    let snapshot = storage.snapshot(&t, Signal::Logs, TimeRange::ALL);
+    assert_eq!(snapshot.files.len(), 3);
+    assert!(snapshot.files.iter().all(|f| f.rows == 10));
+    assert!(snapshot.batches.is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_flush_keeps_its_encoded_files_for_the_retry() {
+    let node = Node::new();
+    let storage = node.open().await;
+    let t = tenant("a");
+    storage
+        .write(&t, Signal::Logs, logs(&[(1, "one"), (HOUR_NS + 1, "two")]))
+        .await
+        .unwrap();
+    // The object store fails: its directory is now a file.
+    let objects = node.objects_dir();
+    std::fs::remove_dir_all(&objects).unwrap();
+    std::fs::write(&objects, b"not a directory").unwrap();
+    assert_eq!(storage.flush(true).await, 1);
+    assert_eq!(storage.flush(true).await, 1);
+    let stats = storage.stats();
+    assert_eq!(stats.flush_errors.load(Ordering::Relaxed), 2);
+    assert_eq!(stats.flushes_encoded.load(Ordering::Relaxed), 1);
+    // Still queryable from the buffer.
+    assert_eq!(bodies(&storage, "a").await, ["one", "two"]);
+    // The store is back: the files encoded the first time are written.
+    std::fs::remove_file(&objects).unwrap();
+    std::fs::create_dir(&objects).unwrap();
+    assert_eq!(storage.flush(true).await, 0);
+    assert_eq!(stats.flushes_encoded.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.files_written.load(Ordering::Relaxed), 2);
+    assert_eq!(storage.buffered_bytes(), 0);
+    assert_eq!(storage.tables.admitted.load(Ordering::Acquire), 0);
+    assert_eq!(bodies(&storage, "a").await, ["one", "two"]);
+    drop(storage);
+    let storage = node.open().await;
+    assert_eq!(bodies(&storage, "a").await, ["one", "two"]);
+}
+
+#[tokio::test]
+async fn a_refusal_for_memory_seals_the_largest_buffer() {
+    let node = Node::new();
+    let b = log_rows(10, 1).get_array_memory_size();
+    // Two tables cannot both reach --flush-max-bytes under this limit, and none is old enough
+    // to be due: without sealing under pressure, ingest would stall for an hour.
+    let storage = node
+        .open_with(|c| {
+            c.max_buffer_bytes = 32 * b;
+            c.max_total_buffer_bytes = 6 * b;
+            c.max_buffer_age = Duration::from_secs(3600);
+        })
+        .await;
+    for i in 0..4 {
+        storage
+            .write(&tenant("big"), Signal::Logs, log_rows(10, 1 + i))
+            .await
+            .unwrap();
+    }
+    for i in 0..2 {
+        storage
+            .write(&tenant("small"), Signal::Logs, log_rows(10, 1 + i))
+            .await
+            .unwrap();
+    }
+    // Nothing is due, so a pass writes nothing.
+    assert_eq!(storage.flush(false).await, 0);
+    assert_eq!(storage.stats().files_written.load(Ordering::Relaxed), 0);
+    assert!(matches!(
+        storage
+            .write(&tenant("small"), Signal::Logs, log_rows(10, 9))
+            .await,
+        Err(Error::BufferFull)
+    ));
+    // The refusal makes the next pass seal the largest buffer.
+    assert_eq!(storage.flush(false).await, 0);
+    let big = storage.snapshot(&tenant("big"), Signal::Logs, TimeRange::ALL);
+    assert_eq!((big.files.len(), big.batches.len()), (1, 0));
+    let small = storage.snapshot(&tenant("small"), Signal::Logs, TimeRange::ALL);
+    assert_eq!((small.files.len(), small.batches.len()), (0, 2));
+    assert_eq!(storage.buffered_bytes(), 2 * b);
+    storage
+        .write(&tenant("small"), Signal::Logs, log_rows(10, 9))
+        .await
+        .unwrap();
+    // One seal per refusal: the next pass is back to normal.
+    assert_eq!(storage.flush(false).await, 0);
+    assert_eq!(storage.stats().files_written.load(Ordering::Relaxed), 1);
 }
