@@ -3,7 +3,8 @@
 //! The services are tonic unary handlers with a codec of our own, so that an undecodable
 //! message is `INVALID_ARGUMENT` (tonic's stock codec answers `INTERNAL`). Messages over the
 //! size limit, compressed or not, are `RESOURCE_EXHAUSTED`; gzip is accepted and inflated by
-//! tonic up to the same limit.
+//! tonic up to the same limit. With auth on, `authorization` metadata is checked before the
+//! message is decoded (`UNAUTHENTICATED`, `PERMISSION_DENIED`; see `auth.rs`).
 
 use std::convert::Infallible;
 use std::marker::PhantomData;
@@ -18,6 +19,9 @@ use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder};
 use tonic::server::{Grpc, UnaryService};
 use tonic::{Code, Request, Response, Status};
 
+use strata_storage::TenantId;
+
+use crate::auth::AUTHORIZATION_HEADER;
 use crate::{Ingestor, Logs, Metrics, OtlpSignal, TENANT_HEADER, Traces, Transport};
 
 /// A prost codec whose decode errors are `INVALID_ARGUMENT`.
@@ -61,6 +65,8 @@ impl<S: OtlpSignal> Decoder for OtlpDecoder<S> {
 /// The unary handler of one export service.
 struct ExportHandler<S> {
     ingestor: Arc<Ingestor>,
+    /// Resolved (and authorised) before the message was decoded.
+    tenant: TenantId,
     /// Set once tonic has decoded a message and called the handler.
     called: Arc<AtomicBool>,
     _signal: PhantomData<S>,
@@ -72,21 +78,16 @@ impl<S: OtlpSignal> UnaryService<Decoded<S::Request>> for ExportHandler<S> {
 
     fn call(&mut self, request: Request<Decoded<S::Request>>) -> Self::Future {
         let ingestor = self.ingestor.clone();
+        let tenant = self.tenant.clone();
         self.called.store(true, Ordering::Relaxed);
         Box::pin(async move {
             let signal = S::SIGNAL.as_str();
             let transport = Transport::Grpc.as_str();
-            let tenant = request.metadata().get(TENANT_HEADER).map(|v| v.as_bytes());
-            let result = match Ingestor::tenant(tenant) {
-                Ok(tenant) => {
-                    let Decoded { message, len } = request.into_inner();
-                    ingestor
-                        .export::<S>(&tenant, message, len)
-                        .await
-                        .map(Response::new)
-                }
-                Err(e) => Err(e),
-            };
+            let Decoded { message, len } = request.into_inner();
+            let result = ingestor
+                .export::<S>(&tenant, message, len)
+                .await
+                .map(Response::new);
             match result {
                 Ok(response) => {
                     ingestor.metrics().request(signal, transport, "ok");
@@ -126,9 +127,27 @@ impl OtlpGrpcService {
             .accept_compressed(CompressionEncoding::Gzip)
             .send_compressed(CompressionEncoding::Gzip)
             .max_decoding_message_size(limit);
+        // Authenticated before the message is read and decoded.
+        let authorization = req.headers().get(AUTHORIZATION_HEADER).cloned();
+        let tenant_header = req.headers().get(TENANT_HEADER).cloned();
+        let tenant = match (ingestor.auth())
+            .ingest_tenant(
+                authorization.as_ref().map(HeaderValue::as_bytes),
+                tenant_header.as_ref().map(HeaderValue::as_bytes),
+            )
+            .await
+        {
+            Ok(tenant) => tenant,
+            Err(e) => {
+                let (signal, transport) = (S::SIGNAL.as_str(), Transport::Grpc.as_str());
+                ingestor.metrics().request(signal, transport, e.reason());
+                return e.to_status().into_http();
+            }
+        };
         let called = Arc::new(AtomicBool::new(false));
         let handler = ExportHandler::<S> {
             ingestor: ingestor.clone(),
+            tenant,
             called: called.clone(),
             _signal: PhantomData,
         };

@@ -13,6 +13,7 @@
 //!
 //! Depends on `strata-proto` and `strata-storage` only.
 
+pub mod auth;
 pub mod convert;
 mod error;
 pub mod grpc;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 use strata_storage::{Storage, TenantId};
 
+pub use auth::{Auth, AuthError, Principal};
 pub use error::{IngestError, Result};
 pub use metrics::IngestMetrics;
 pub use signal::{Logs, Metrics, OtlpSignal, Traces};
@@ -73,15 +75,28 @@ pub struct Ingestor {
     storage: Arc<Storage>,
     config: IngestConfig,
     metrics: IngestMetrics,
+    auth: Auth,
 }
 
 impl Ingestor {
+    /// An ingestor without authentication (the tenant comes from `X-Scope-OrgID`).
     pub fn new(storage: Arc<Storage>, config: IngestConfig) -> Arc<Self> {
+        Self::with_auth(storage, config, Auth::none())
+    }
+
+    /// An ingestor whose receivers authenticate every export through `auth`.
+    pub fn with_auth(storage: Arc<Storage>, config: IngestConfig, auth: Auth) -> Arc<Self> {
         Arc::new(Self {
             storage,
             config,
             metrics: IngestMetrics::default(),
+            auth,
         })
+    }
+
+    /// How the receivers authenticate requests and resolve their tenant.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
     }
 
     /// The receivers' counters, for registration in `/metrics`.
@@ -93,7 +108,8 @@ impl Ingestor {
         &self.config
     }
 
-    /// Resolves the tenant of a request from the value of its tenant header, if any.
+    /// Resolves the tenant of a request from the value of its tenant header, if any (auth
+    /// `none`; the receivers go through [`Ingestor::auth`]).
     pub fn tenant(header: Option<&[u8]>) -> Result<TenantId> {
         match header {
             None => Ok(TenantId::default_tenant()),
