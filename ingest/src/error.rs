@@ -43,6 +43,13 @@ pub enum IngestError {
     /// A fault on our side.
     #[error("internal error: {0}")]
     Internal(String),
+    /// No valid API key: HTTP 401 (with `WWW-Authenticate: Bearer`), gRPC `UNAUTHENTICATED`.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A valid key that may not do this (scope, or another tenant named): HTTP 403, gRPC
+    /// `PERMISSION_DENIED`.
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 impl IngestError {
@@ -57,6 +64,8 @@ impl IngestError {
             IngestError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             IngestError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            IngestError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            IngestError::PermissionDenied(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -83,6 +92,8 @@ impl IngestError {
             IngestError::TooLarge { .. } => Code::ResourceExhausted,
             IngestError::Throttled { .. } | IngestError::Unavailable { .. } => Code::Unavailable,
             IngestError::Internal(_) => Code::Internal,
+            IngestError::Unauthenticated(_) => Code::Unauthenticated,
+            IngestError::PermissionDenied(_) => Code::PermissionDenied,
         }
     }
 
@@ -97,6 +108,8 @@ impl IngestError {
             IngestError::Throttled { .. } => "throttled",
             IngestError::Unavailable { .. } => "unavailable",
             IngestError::Internal(_) => "internal",
+            IngestError::Unauthenticated(_) => "unauthenticated",
+            IngestError::PermissionDenied(_) => "permission_denied",
         }
     }
 
@@ -121,6 +134,21 @@ impl IngestError {
             tonic::Status::with_details(self.grpc_code(), self.to_string(), details.into())
         } else {
             tonic::Status::new(self.grpc_code(), self.to_string())
+        }
+    }
+}
+
+impl From<crate::AuthError> for IngestError {
+    fn from(e: crate::AuthError) -> Self {
+        use crate::AuthError as A;
+        match e {
+            A::Unauthenticated(m) => IngestError::Unauthenticated(m),
+            A::PermissionDenied(m) => IngestError::PermissionDenied(m),
+            A::InvalidTenant(e) => IngestError::InvalidTenant(e),
+            A::Unavailable(reason) => IngestError::Unavailable {
+                reason,
+                retry_after_secs: 1,
+            },
         }
     }
 }

@@ -9,6 +9,8 @@
 //! (`UNAVAILABLE` with `RetryInfo`) before its message is read, and a message is decoded only
 //! once it holds its share of the in-flight budget (`--max-inflight-bytes`): the codec hands
 //! over the undecoded bytes, the handler decodes them.
+//! With auth on, `authorization` metadata is checked before anything else
+//! (`UNAUTHENTICATED`, `PERMISSION_DENIED`; see `auth.rs`).
 
 use std::convert::Infallible;
 use std::marker::PhantomData;
@@ -23,6 +25,9 @@ use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder};
 use tonic::server::{Grpc, UnaryService};
 use tonic::{Code, Request, Response, Status};
 
+use strata_storage::TenantId;
+
+use crate::auth::AUTHORIZATION_HEADER;
 use crate::{IngestError, Ingestor, Logs, Metrics, OtlpSignal, TENANT_HEADER, Traces, Transport};
 
 /// A codec that hands the handler the message undecoded (decoded there, as protobuf, with
@@ -76,6 +81,8 @@ impl<S: OtlpSignal> Decoder for OtlpDecoder<S> {
 /// The unary handler of one export service.
 struct ExportHandler<S> {
     ingestor: Arc<Ingestor>,
+    /// Resolved (and authorised) before the message was decoded.
+    tenant: TenantId,
     /// Set once tonic has decoded a message and called the handler.
     called: Arc<AtomicBool>,
     _signal: PhantomData<S>,
@@ -87,14 +94,12 @@ impl<S: OtlpSignal> UnaryService<Undecoded<S>> for ExportHandler<S> {
 
     fn call(&mut self, request: Request<Undecoded<S>>) -> Self::Future {
         let ingestor = self.ingestor.clone();
+        let tenant = self.tenant.clone();
         self.called.store(true, Ordering::Relaxed);
         Box::pin(async move {
             let signal = S::SIGNAL.as_str();
             let transport = Transport::Grpc.as_str();
-            let tenant =
-                Ingestor::tenant(request.metadata().get(TENANT_HEADER).map(|v| v.as_bytes()));
             let result = async {
-                let tenant = tenant?;
                 let undecoded = request.into_inner();
                 let len = undecoded.bytes.len();
                 // Held until the rows are written (or refused): bounds what is decoded at once.
@@ -145,21 +150,39 @@ impl OtlpGrpcService {
         B: http_body::Body + Send + 'static,
         B::Error: Into<tonic::codegen::StdError> + Send,
     {
-        if let Err(e) = ingestor.admit() {
-            // Refused before the message is read.
-            let (signal, transport) = (S::SIGNAL.as_str(), Transport::Grpc.as_str());
-            ingestor.metrics().request(signal, transport, e.reason());
-            ingestor.log_refusal(&e, signal, transport);
-            return e.to_status().into_http();
-        }
         let limit = ingestor.config().max_body_bytes;
         let mut grpc = Grpc::new(OtlpCodec::<S>(PhantomData))
             .accept_compressed(CompressionEncoding::Gzip)
             .send_compressed(CompressionEncoding::Gzip)
             .max_decoding_message_size(limit);
+        // Authenticated before the message is read and decoded.
+        let authorization = req.headers().get(AUTHORIZATION_HEADER).cloned();
+        let tenant_header = req.headers().get(TENANT_HEADER).cloned();
+        let tenant = match (ingestor.auth())
+            .ingest_tenant(
+                authorization.as_ref().map(HeaderValue::as_bytes),
+                tenant_header.as_ref().map(HeaderValue::as_bytes),
+            )
+            .await
+        {
+            Ok(tenant) => tenant,
+            Err(e) => {
+                let (signal, transport) = (S::SIGNAL.as_str(), Transport::Grpc.as_str());
+                ingestor.metrics().request(signal, transport, e.reason());
+                return e.to_status().into_http();
+            }
+        };
+        if let Err(e) = ingestor.admit() {
+            // Authenticated, then refused before the message is read.
+            let (signal, transport) = (S::SIGNAL.as_str(), Transport::Grpc.as_str());
+            ingestor.metrics().request(signal, transport, e.reason());
+            ingestor.log_refusal(&e, signal, transport);
+            return e.to_status().into_http();
+        }
         let called = Arc::new(AtomicBool::new(false));
         let handler = ExportHandler::<S> {
             ingestor: ingestor.clone(),
+            tenant,
             called: called.clone(),
             _signal: PhantomData,
         };

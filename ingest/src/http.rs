@@ -4,7 +4,8 @@
 //!
 //! Responses use the request's content type. Failures carry a `google.rpc.Status` body
 //! (protobuf or JSON to match the request), with the status codes of the OTLP specification:
-//! 400 for undecodable data or an invalid tenant, 413 for a body over the limit (counted after
+//! 400 for undecodable data or an invalid tenant, 401 (with `WWW-Authenticate: Bearer`) or 403
+//! when auth is on and the API key is missing or may not write (`auth.rs`), 413 for a body over the limit (counted after
 //! decompression, so a gzip bomb stops at the limit), 415 for an unsupported content type or
 //! encoding.
 //!
@@ -27,6 +28,7 @@ use http::{HeaderMap, HeaderValue};
 use http_body_util::{BodyExt, Limited};
 use prost::Message;
 
+use crate::auth::AUTHORIZATION_HEADER;
 use crate::{IngestError, Ingestor, Logs, Metrics, OtlpSignal, TENANT_HEADER, Traces, Transport};
 
 const PROTOBUF: &str = "application/x-protobuf";
@@ -139,8 +141,17 @@ async fn handle<S: OtlpSignal>(
 ) -> Result<Vec<u8>, (IngestError, bool)> {
     let headers = request.headers();
     let unread = |e: IngestError| (e, false);
-    let tenant =
-        Ingestor::tenant(headers.get(TENANT_HEADER).map(HeaderValue::as_bytes)).map_err(unread)?;
+    // Before the body is read: an unauthorised client costs no decompression or decoding.
+    let authorization = headers.get(AUTHORIZATION_HEADER).cloned();
+    let tenant_header = headers.get(TENANT_HEADER).cloned();
+    let tenant = (ingestor.auth())
+        .ingest_tenant(
+            authorization.as_ref().map(HeaderValue::as_bytes),
+            tenant_header.as_ref().map(HeaderValue::as_bytes),
+        )
+        .await
+        .map_err(unread)?;
+    let headers = request.headers();
     let gzip = content_encoding_is_gzip(headers).map_err(unread)?;
     let limit = ingestor.config().max_body_bytes;
     if let Err(e) = ingestor.admit() {
@@ -269,6 +280,12 @@ fn error_response(error: &IngestError, format: Format, close: bool) -> Response 
         response
             .headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if matches!(error, IngestError::Unauthenticated(_)) {
+        (response.headers_mut()).insert(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer"),
+        );
     }
     if close {
         response

@@ -13,6 +13,7 @@
 //!
 //! Depends on `strata-proto` and `strata-storage` only.
 
+pub mod auth;
 pub mod convert;
 mod error;
 pub mod grpc;
@@ -30,6 +31,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::limits::{IngestLimits, Limiter};
 
+pub use auth::{Auth, AuthError, Principal};
 pub use error::{IngestError, Result};
 pub use metrics::IngestMetrics;
 pub use refusal_log::RateLimitedLog;
@@ -102,10 +104,17 @@ pub struct Ingestor {
     inflight: Arc<Semaphore>,
     /// The WARN line of refused exports, at most once a second.
     refusal_log: RateLimitedLog,
+    auth: Auth,
 }
 
 impl Ingestor {
+    /// An ingestor without authentication (the tenant comes from `X-Scope-OrgID`).
     pub fn new(storage: Arc<Storage>, config: IngestConfig) -> Arc<Self> {
+        Self::with_auth(storage, config, Auth::none())
+    }
+
+    /// An ingestor whose receivers authenticate every export through `auth`.
+    pub fn with_auth(storage: Arc<Storage>, config: IngestConfig, auth: Auth) -> Arc<Self> {
         let permits = config.max_inflight_bytes.clamp(1, Semaphore::MAX_PERMITS);
         Arc::new(Self {
             storage,
@@ -114,7 +123,13 @@ impl Ingestor {
             metrics: IngestMetrics::default(),
             inflight: Arc::new(Semaphore::new(permits)),
             refusal_log: RateLimitedLog::new(Duration::from_secs(1)),
+            auth,
         })
+    }
+
+    /// How the receivers authenticate requests and resolve their tenant.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
     }
 
     /// The per-tenant limits and their use.
@@ -178,7 +193,8 @@ impl Ingestor {
         &self.config
     }
 
-    /// Resolves the tenant of a request from the value of its tenant header, if any.
+    /// Resolves the tenant of a request from the value of its tenant header, if any (auth
+    /// `none`; the receivers go through [`Ingestor::auth`]).
     pub fn tenant(header: Option<&[u8]>) -> Result<TenantId> {
         match header {
             None => Ok(TenantId::default_tenant()),

@@ -1,19 +1,28 @@
-//! The HTTP API: `POST /api/v1/sql`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//! The HTTP API: `POST /api/v1/sql`, `/api/v1/keys`, `GET /healthz`, `GET /readyz`,
+//! `GET /metrics`.
+//!
+//! Every `/api/v1/*` handler takes a [`Caller`]: the request's [`Principal`] (tenant, scopes,
+//! key id), authenticated through the node's [`Auth`] (`docs/SECURITY.md`). `/healthz` and
+//! `/readyz` are open; with auth `keys`, `/metrics` (node-wide, it names every tenant) needs an
+//! admin key of the operator tenant.
 
 use std::sync::Arc;
 use std::sync::OnceLock;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
-use strata_ingest::{Ingestor, TENANT_HEADER};
+use strata_ingest::auth::AUTHORIZATION_HEADER;
+use strata_ingest::{Auth, AuthError, Ingestor, Principal, TENANT_HEADER};
 use strata_query::format::Format;
 use strata_query::{QueryEngine, QueryError};
+use strata_storage::{KeyStore, Scope, Scopes, TenantId};
 
 /// Largest SQL request body.
 pub const MAX_SQL_BODY_BYTES: usize = 1024 * 1024;
@@ -29,6 +38,16 @@ struct Ready {
     engine: Arc<QueryEngine>,
     ingestor: Arc<Ingestor>,
     registry: Registry,
+    access: Access,
+}
+
+/// Who may do what: the node's authentication and its keys.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub auth: Auth,
+    pub keys: Arc<KeyStore>,
+    /// With auth `keys`, admin keys of this tenant may read `/metrics`.
+    pub operator_tenant: TenantId,
 }
 
 impl ApiState {
@@ -38,11 +57,18 @@ impl ApiState {
     }
 
     /// Makes the API serve queries and metrics.
-    pub fn ready(&self, engine: Arc<QueryEngine>, ingestor: Arc<Ingestor>, registry: Registry) {
+    pub fn ready(
+        &self,
+        engine: Arc<QueryEngine>,
+        ingestor: Arc<Ingestor>,
+        registry: Registry,
+        access: Access,
+    ) {
         let _ = self.inner.set(Ready {
             engine,
             ingestor,
             registry,
+            access,
         });
     }
 
@@ -59,6 +85,8 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/sql", post(sql))
         .route("/api/v1/tenants/{id}/usage", get(usage))
+        .route("/api/v1/keys", post(create_key).get(list_keys))
+        .route("/api/v1/keys/{id}", get(get_key).delete(revoke_key))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -82,16 +110,70 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+
+    fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %error, "API request failed");
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "internal error; see the server log".into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.message });
         let mut response = (self.status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
         if self.status == StatusCode::TOO_MANY_REQUESTS {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
         }
         response
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let status = match &e {
+            AuthError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            AuthError::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            AuthError::InvalidTenant(_) => StatusCode::BAD_REQUEST,
+            AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The authenticated caller of an API request (an extractor).
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<ApiState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let ready = state.get()?;
+        let header = |name: &str| parts.headers.get(name).map(|v| v.as_bytes());
+        let principal = (ready.access.auth)
+            .authenticate(header(AUTHORIZATION_HEADER), header(TENANT_HEADER))
+            .await?;
+        Ok(Caller(principal))
     }
 }
 
@@ -132,11 +214,12 @@ struct SqlRequest {
 
 async fn sql(
     State(state): State<ApiState>,
+    Caller(caller): Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let tenant = Ingestor::tenant(headers.get(TENANT_HEADER).map(|v| v.as_bytes()))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    caller.require(Scope::Read)?;
+    let tenant = caller.tenant;
     let request: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("request body must be JSON {{\"sql\": \"…\"}}: {e}"))
     })?;
@@ -150,10 +233,10 @@ async fn sql(
 async fn usage(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
 ) -> Result<Response, ApiError> {
-    let tenant = Ingestor::tenant(headers.get(TENANT_HEADER).map(|v| v.as_bytes()))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    caller.require(Scope::Read)?;
+    let tenant = caller.tenant;
     if tenant.as_str() != id {
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
@@ -219,11 +302,14 @@ async fn readyz(State(state): State<ApiState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<ApiState>) -> Response {
+async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     let ready = match state.get() {
         Ok(ready) => ready,
         Err(e) => return e.into_response(),
     };
+    if let Err(e) = metrics_allowed(&ready.access, &headers).await {
+        return e.into_response();
+    }
     let mut text = String::new();
     match prometheus_client::encoding::text::encode(&mut text, &ready.registry) {
         Ok(()) => (
@@ -239,4 +325,124 @@ async fn metrics(State(state): State<ApiState>) -> Response {
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
+}
+
+/// `/metrics` is open with auth `none`; with `keys` it needs an admin key of the operator
+/// tenant, because it is node-wide (it names every tenant).
+async fn metrics_allowed(access: &Access, headers: &HeaderMap) -> Result<(), ApiError> {
+    if !access.auth.is_enabled() {
+        return Ok(());
+    }
+    let header = |name: &str| headers.get(name).map(|v| v.as_bytes());
+    let caller = (access.auth)
+        .authenticate(header(AUTHORIZATION_HEADER), header(TENANT_HEADER))
+        .await?;
+    caller.require(Scope::Admin)?;
+    if caller.tenant != access.operator_tenant {
+        return Err(AuthError::PermissionDenied(format!(
+            "/metrics covers every tenant: it needs an admin key of the operator tenant {}",
+            access.operator_tenant
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------ API keys
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKeyRequest {
+    name: String,
+    scopes: Vec<String>,
+    /// Lifetime, e.g. `30d`; absent: never expires.
+    #[serde(default)]
+    expires_in: Option<String>,
+}
+
+/// `POST /api/v1/keys` (admin): a new key of the caller's tenant; the key is in this answer
+/// only.
+async fn create_key(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Admin)?;
+    let request: CreateKeyRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "request body must be JSON {{\"name\": \"…\", \"scopes\": [\"ingest\", …], \
+             \"expires_in\": \"30d\"}}: {e}"
+        ))
+    })?;
+    let scopes = Scopes::parse(&request.scopes.join(",")).map_err(ApiError::bad_request)?;
+    let lifetime = (request.expires_in.as_deref())
+        .map(crate::config::parse_duration)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    let expires_at = crate::keys::expires_at(lifetime).map_err(ApiError::bad_request)?;
+    let new = strata_storage::keys::NewKey {
+        tenant: caller.tenant,
+        name: request.name,
+        scopes,
+        expires_at,
+        created_by: caller.key_id,
+    };
+    let (row, key) = state
+        .get()?
+        .access
+        .keys
+        .create(new)
+        .await
+        .map_err(|e| match e {
+            strata_storage::Error::Config(message) => ApiError::bad_request(message),
+            other => ApiError::internal(other),
+        })?;
+    let mut body = crate::keys::key_json(&row);
+    body["key"] = serde_json::Value::String(key);
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
+/// `GET /api/v1/keys` (admin): the caller's tenant's keys, without secrets.
+async fn list_keys(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Admin)?;
+    let keys = (state.get()?.access.keys)
+        .list(Some(&caller.tenant))
+        .await
+        .map_err(ApiError::internal)?;
+    let keys: Vec<_> = keys.iter().map(crate::keys::key_json).collect();
+    Ok(axum::Json(serde_json::json!({ "keys": keys })).into_response())
+}
+
+/// `GET /api/v1/keys/{id}` (admin). Another tenant's key is 404, as if it did not exist.
+async fn get_key(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Admin)?;
+    let key = (state.get()?.access.keys)
+        .get(&id, Some(&caller.tenant))
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no key with id {id:?}")))?;
+    Ok(axum::Json(crate::keys::key_json(&key)).into_response())
+}
+
+/// `DELETE /api/v1/keys/{id}` (admin): revokes the key (idempotent); answers it as it now is.
+/// Another tenant's key is 404 and stays untouched.
+async fn revoke_key(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Admin)?;
+    let key = (state.get()?.access.keys)
+        .revoke(&id, Some(&caller.tenant))
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no key with id {id:?}")))?;
+    Ok(axum::Json(crate::keys::key_json(&key)).into_response())
 }

@@ -31,6 +31,20 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Run one SQL query against a running node and print the result.
     Sql(SqlArgs),
+    /// Create, list and revoke API keys, directly in the catalog (works before the first
+    /// start and while nodes run).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// How requests are authenticated (`--auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// No authentication: single user. The tenant is `X-Scope-OrgID`, else `default`.
+    None,
+    /// Every OTLP export and API call needs an API key, which names its tenant.
+    Keys,
 }
 
 /// Log line format.
@@ -177,6 +191,10 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// `none` (single user: the tenant is X-Scope-OrgID) or `keys` (every OTLP export and API
+    /// call needs an API key, which names the tenant) [default: none]
+    #[arg(long, env = "STRATA_AUTH", value_name = "MODE")]
+    pub auth: Option<AuthMode>,
 }
 
 /// The keys of the configuration file (each optional; unknown keys are an error).
@@ -217,6 +235,7 @@ pub struct FileConfig {
     pub limits: Option<LimitsFile>,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    pub auth: Option<AuthMode>,
 }
 
 /// The `[retention]` table of the file: a default, per-signal defaults, per-tenant
@@ -322,6 +341,55 @@ pub struct Config {
     pub limits: Limits,
     /// TLS on every listener, when set.
     pub tls: Option<crate::tls::TlsFiles>,
+    pub auth: AuthMode,
+    /// `STRATA_BOOTSTRAP_ADMIN_KEY`: accepted as an admin key of `bootstrap_tenant` when
+    /// auth is `keys` (environment only: a secret does not belong in argv or a file).
+    pub bootstrap_admin_key: Option<Secret>,
+    /// `STRATA_BOOTSTRAP_TENANT` [default: default]: the bootstrap key's tenant, whose admin
+    /// keys may also read the node-wide `/metrics`.
+    pub operator_tenant: TenantId,
+}
+
+/// A secret: compared and used, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The bootstrap key and operator tenant, from the environment (`lookup` reads a variable).
+pub fn bootstrap_from(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<(Option<Secret>, TenantId), ConfigError> {
+    let tenant = match lookup("STRATA_BOOTSTRAP_TENANT").filter(|t| !t.is_empty()) {
+        Some(t) => TenantId::new(&t).map_err(|e| {
+            ConfigError::Invalid(format!("STRATA_BOOTSTRAP_TENANT: invalid tenant id: {e}"))
+        })?,
+        None => TenantId::default_tenant(),
+    };
+    let key = match lookup("STRATA_BOOTSTRAP_ADMIN_KEY").filter(|k| !k.is_empty()) {
+        Some(k) => {
+            let min = strata_ingest::auth::MIN_BOOTSTRAP_KEY_LEN;
+            if k.len() < min || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(ConfigError::Invalid(format!(
+                    "STRATA_BOOTSTRAP_ADMIN_KEY must be at least {min} characters without \
+                     spaces (e.g. `openssl rand -hex 32`)"
+                )));
+            }
+            Some(Secret(k))
+        }
+        None => None,
+    };
+    Ok((key, tenant))
 }
 
 /// Why the configuration could not be resolved.
@@ -413,9 +481,13 @@ impl ServeArgs {
                 ));
             }
         };
+        let (bootstrap_admin_key, operator_tenant) = bootstrap_from(|v| std::env::var(v).ok())?;
         Ok(Config {
             limits,
             tls,
+            auth: self.auth.or(file.auth).unwrap_or(AuthMode::None),
+            bootstrap_admin_key,
+            operator_tenant,
             cache_bytes: self
                 .cache_bytes
                 .or(file.cache_bytes)
@@ -549,13 +621,113 @@ pub struct SqlArgs {
     #[arg(long, env = "STRATA_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
 
-    /// Tenant to query as (sent as X-Scope-OrgID).
-    #[arg(long, env = "STRATA_TENANT", default_value = strata_storage::DEFAULT_TENANT)]
-    pub tenant: String,
+    /// Tenant to query as (sent as X-Scope-OrgID); unset: none is sent, so the node uses
+    /// `default`, or the API key's tenant.
+    #[arg(long, env = "STRATA_TENANT")]
+    pub tenant: Option<String>,
+
+    /// API key (sent as `Authorization: Bearer`), for nodes with `--auth keys`.
+    #[arg(
+        long,
+        env = "STRATA_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
+}
+
+/// Where `strata keys` finds the catalog: the same flags, variables and file keys as
+/// `strata serve`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CatalogArgs {
+    /// TOML configuration file of the node (its `data_dir` and `catalog` keys are used).
+    #[arg(long, env = "STRATA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The node's data directory [default: ./data]
+    #[arg(long, env = "STRATA_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Catalog database URL [default: sqlite://<data-dir>/catalog.db]
+    #[arg(long, env = "STRATA_CATALOG", value_name = "URL")]
+    pub catalog: Option<String>,
+}
+
+impl CatalogArgs {
+    /// The catalog URL and the data directory, resolved as `strata serve` resolves them.
+    pub fn resolve(&self) -> Result<(String, PathBuf), ConfigError> {
+        let config = ServeArgs {
+            config: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            catalog: self.catalog.clone(),
+            ..ServeArgs::default()
+        }
+        .resolve()?;
+        Ok((config.catalog, config.data_dir))
+    }
+}
+
+/// `strata keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it (once: only its hash is stored).
+    Create(KeysCreateArgs),
+    /// List keys (never their secrets).
+    List(KeysListArgs),
+    /// Revoke a key by id; every node refuses it within seconds.
+    Revoke(KeysRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysCreateArgs {
+    /// Tenant the key belongs to (every request made with it is confined to this tenant).
+    #[arg(long)]
+    pub tenant: String,
+    /// Comma-separated scopes: ingest, read, write, admin (admin implies the others).
+    #[arg(long)]
+    pub scopes: String,
+    /// A name to recognise the key by, e.g. `collector-eu1`.
+    #[arg(long)]
+    pub name: String,
+    /// Lifetime, e.g. `30d`, `12h`; unset: the key does not expire.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub expires: Option<Duration>,
+    /// `text`: the key alone on stdout, details on stderr; `json`: one object on stdout.
+    #[arg(long, value_enum, default_value_t = KeysFormat::Text)]
+    pub format: KeysFormat,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysListArgs {
+    /// Only this tenant's keys.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// `text` (a table) or `json`.
+    #[arg(long, value_enum, default_value_t = KeysFormat::Text)]
+    pub format: KeysFormat,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysRevokeArgs {
+    /// The key's id (the part after `strata_`, 12 hex digits), as `strata keys list` shows.
+    pub id: String,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+/// How `strata keys` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeysFormat {
+    Text,
+    Json,
 }
 
 /// How `strata sql` prints results.
@@ -578,7 +750,7 @@ mod tests {
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Serve(args) => *args,
-            Command::Sql(_) => unreachable!(),
+            _ => unreachable!(),
         }
     }
 
@@ -600,6 +772,7 @@ mod tests {
                 log_format = "json"
                 wal_sync_delay = "2ms"
                 max_inflight_bytes = 1000
+                auth = "keys"
             "#,
         )
         .unwrap();
@@ -620,6 +793,7 @@ mod tests {
         assert_eq!(c.wal_sync_delay, Duration::ZERO);
         assert_eq!(c.max_buffer_bytes, 1 << 30);
         assert_eq!(c.max_inflight_bytes, 64 << 20);
+        assert_eq!(c.auth, AuthMode::None);
 
         // The file beats the defaults.
         let c = parse(&[&config_flag]).resolve().unwrap();
@@ -632,6 +806,7 @@ mod tests {
         assert_eq!(c.wal_dir, PathBuf::from("/from/file/wal"));
         assert_eq!(c.wal_sync_delay, Duration::from_millis(2));
         assert_eq!(c.max_inflight_bytes, 1000);
+        assert_eq!(c.auth, AuthMode::Keys);
 
         // The environment beats the file.
         // SAFETY: no other test of this binary reads these variables.
@@ -640,11 +815,13 @@ mod tests {
             std::env::set_var("STRATA_MAX_INFLIGHT_BYTES", "2000");
             std::env::set_var("STRATA_DATA_DIR", "/from/env");
             std::env::set_var("STRATA_CONFIG", file.display().to_string());
+            std::env::set_var("STRATA_AUTH", "none");
         }
         let c = parse(&[]).resolve().unwrap();
         assert_eq!(c.grpc_listen, "127.0.0.1:2001".parse().unwrap());
         assert_eq!(c.data_dir, PathBuf::from("/from/env"));
         assert_eq!(c.max_inflight_bytes, 2000);
+        assert_eq!(c.auth, AuthMode::None, "env beats the file");
         assert_eq!(
             c.otlp_http_listen,
             "127.0.0.1:1002".parse().unwrap(),
@@ -656,12 +833,14 @@ mod tests {
             "--grpc-listen=127.0.0.1:3001",
             "--data-dir=/from/flag",
             "--max-inflight-bytes=3000",
+            "--auth=keys",
         ])
         .resolve()
         .unwrap();
         assert_eq!(c.grpc_listen, "127.0.0.1:3001".parse().unwrap());
         assert_eq!(c.max_inflight_bytes, 3000);
         assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(c.auth, AuthMode::Keys, "the flag beats env");
         assert_eq!(
             c.http_listen,
             "127.0.0.1:1003".parse().unwrap(),
@@ -672,7 +851,67 @@ mod tests {
             std::env::remove_var("STRATA_MAX_INFLIGHT_BYTES");
             std::env::remove_var("STRATA_DATA_DIR");
             std::env::remove_var("STRATA_CONFIG");
+            std::env::remove_var("STRATA_AUTH");
         }
+    }
+
+    #[test]
+    fn bootstrap_key_and_tenant_come_from_the_environment() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let (key, tenant) = bootstrap_from(env(&[])).unwrap();
+        assert_eq!((key, tenant.as_str()), (None, "default"));
+        const LONG: &str = "0123456789abcdef0123456789abcdef";
+        let (key, tenant) = bootstrap_from(env(&[
+            ("STRATA_BOOTSTRAP_ADMIN_KEY", LONG),
+            ("STRATA_BOOTSTRAP_TENANT", "ops"),
+        ]))
+        .unwrap();
+        assert_eq!(key.as_ref().map(Secret::expose), Some(LONG));
+        assert_eq!(tenant.as_str(), "ops");
+        assert!(!format!("{key:?}").contains(LONG), "never printed");
+        // Too short, or a bad tenant: refused with the variable's name.
+        let err = bootstrap_from(env(&[("STRATA_BOOTSTRAP_ADMIN_KEY", "short")])).unwrap_err();
+        assert!(
+            err.to_string().contains("STRATA_BOOTSTRAP_ADMIN_KEY"),
+            "{err}"
+        );
+        let err = bootstrap_from(env(&[("STRATA_BOOTSTRAP_TENANT", "a/b")])).unwrap_err();
+        assert!(err.to_string().contains("STRATA_BOOTSTRAP_TENANT"), "{err}");
+    }
+
+    #[test]
+    fn keys_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "strata",
+            "keys",
+            "create",
+            "--tenant",
+            "acme",
+            "--scopes",
+            "ingest,read",
+            "--name",
+            "collector",
+            "--expires",
+            "30d",
+            "--catalog",
+            "sqlite:///tmp/x.db",
+        ])
+        .unwrap();
+        let Command::Keys(KeysCommand::Create(args)) = cli.command else {
+            panic!("not keys create");
+        };
+        assert_eq!(args.expires, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(args.catalog.catalog.as_deref(), Some("sqlite:///tmp/x.db"));
+        let cli = Cli::try_parse_from(["strata", "keys", "revoke", "0123456789ab"]).unwrap();
+        assert!(matches!(cli.command, Command::Keys(KeysCommand::Revoke(_))));
+        assert!(Cli::try_parse_from(["strata", "serve", "--auth", "maybe"]).is_err());
     }
 
     #[test]

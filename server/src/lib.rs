@@ -9,7 +9,7 @@
 //! :4317 gRPC ─┤ strata_ingest::grpc ─┐                                     │
 //! :4318 HTTP ─┤ strata_ingest::http ─┴─► Ingestor ─► strata_storage::Storage ──► object store
 //! :8080 HTTP ─┤ api: /api/v1/sql ─► strata_query::QueryEngine ─┘        └─► catalog (SQL)
-//!             │      /healthz /readyz /metrics                            │
+//!             │      /api/v1/keys, /healthz /readyz /metrics              │
 //!             └────────────────────────────────────────────────────────────┘
 //! ```
 //!
@@ -19,6 +19,7 @@
 
 pub mod api;
 pub mod config;
+pub mod keys;
 pub mod sql_client;
 pub mod telemetry;
 pub mod tls;
@@ -27,16 +28,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
-use strata_ingest::{IngestConfig, Ingestor};
+use strata_ingest::{Auth, IngestConfig, Ingestor};
 use strata_query::{QueryConfig, QueryEngine};
 use strata_storage::cache::CacheStats;
+use strata_storage::keys::KEY_CACHE_TTL;
 use strata_storage::maintenance::MaintenanceConfig;
 use strata_storage::wal::WalConfig;
-use strata_storage::{SqlCatalog, Storage, StorageConfig};
+use strata_storage::{KeyStore, SqlCatalog, Storage, StorageConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use config::AuthMode;
 pub use config::Config;
 
 /// Why a node could not start.
@@ -117,8 +120,9 @@ impl Node {
         ));
         tracing::info!(listener = "http", addr = %http_addr, "listening");
 
-        let (storage, cache) = build_storage(&config).await?;
-        let ingestor = Ingestor::new(
+        let (storage, cache, catalog) = build_storage(&config).await?;
+        let access = access(&config, catalog, [grpc_addr, otlp_http_addr, http_addr]);
+        let ingestor = Ingestor::with_auth(
             storage.clone(),
             IngestConfig {
                 max_body_bytes: config.max_body_bytes,
@@ -126,6 +130,7 @@ impl Node {
                 max_inflight_bytes: config.max_inflight_bytes,
                 ..IngestConfig::default()
             },
+            access.auth.clone(),
         );
         let engine = Arc::new(QueryEngine::new(
             storage.clone(),
@@ -169,7 +174,7 @@ impl Node {
                 .run_maintenance(wait_for_shutdown(flusher_rx)),
         );
 
-        api_state.ready(engine.clone(), ingestor.clone(), registry);
+        api_state.ready(engine.clone(), ingestor.clone(), registry, access);
         for (listener, addr) in [("otlp-grpc", grpc_addr), ("otlp-http", otlp_http_addr)] {
             tracing::info!(listener, %addr, "listening");
         }
@@ -207,6 +212,41 @@ impl Node {
     }
 }
 
+/// How this node authenticates (`docs/SECURITY.md`); warns about an open node on a network.
+fn access(config: &Config, catalog: Arc<SqlCatalog>, addrs: [SocketAddr; 3]) -> api::Access {
+    let keys = Arc::new(KeyStore::new(catalog, KEY_CACHE_TTL));
+    let auth = match config.auth {
+        AuthMode::None => {
+            let exposed: Vec<String> = (addrs.iter())
+                .filter(|a| !a.ip().is_loopback())
+                .map(ToString::to_string)
+                .collect();
+            if !exposed.is_empty() {
+                tracing::warn!(
+                    listeners = %exposed.join(","),
+                    "auth is none: anyone who reaches these listeners can write and read every \
+                     tenant's data; use --auth keys, or listen on 127.0.0.1 only"
+                );
+            }
+            if config.bootstrap_admin_key.is_some() {
+                tracing::warn!("STRATA_BOOTSTRAP_ADMIN_KEY is ignored: auth is none");
+            }
+            Auth::none()
+        }
+        AuthMode::Keys => {
+            let bootstrap = (config.bootstrap_admin_key.as_ref())
+                .map(|key| (key.expose(), config.operator_tenant.clone()));
+            Auth::keys(keys.clone(), bootstrap)
+        }
+    };
+    tracing::info!(auth = ?config.auth, "authentication");
+    api::Access {
+        auth,
+        keys,
+        operator_tenant: config.operator_tenant.clone(),
+    }
+}
+
 /// This node's id: created once in the data directory, then kept.
 fn node_id(data_dir: &std::path::Path) -> std::io::Result<String> {
     let path = data_dir.join("node_id");
@@ -222,7 +262,7 @@ fn node_id(data_dir: &std::path::Path) -> std::io::Result<String> {
 
 async fn build_storage(
     config: &Config,
-) -> Result<(Arc<Storage>, Option<Arc<CacheStats>>), StartError> {
+) -> Result<(Arc<Storage>, Option<Arc<CacheStats>>, Arc<SqlCatalog>), StartError> {
     let opened = strata_storage::objects::open_store(&config.storage, config.cache_bytes)?;
     let catalog = Arc::new(SqlCatalog::connect(&config.catalog).await?);
     let node_id = node_id(&config.data_dir).map_err(|source| StartError::DataDir {
@@ -237,7 +277,7 @@ async fn build_storage(
     };
     let storage = Storage::open(
         opened.store,
-        catalog,
+        catalog.clone(),
         StorageConfig {
             max_buffer_age: config.flush_interval,
             max_buffer_bytes: config.flush_max_bytes,
@@ -257,7 +297,7 @@ async fn build_storage(
         },
     )
     .await?;
-    Ok((storage, opened.cache))
+    Ok((storage, opened.cache, catalog))
 }
 
 async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {

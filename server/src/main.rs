@@ -27,6 +27,7 @@ fn main() {
         match cli.command {
             Command::Serve(args) => serve(*args).await,
             Command::Sql(args) => sql_client::main(args).await,
+            Command::Keys(command) => strata_server::keys::main(command).await,
         }
     });
     std::process::exit(code);

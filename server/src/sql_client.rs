@@ -15,10 +15,14 @@ pub async fn run(args: &SqlArgs) -> Result<String, String> {
         OutputFormat::Csv => Format::CSV_TYPE,
     };
     let url = format!("{}/api/v1/sql", args.server.trim_end_matches('/'));
-    let response = reqwest::Client::new()
-        .post(&url)
-        .header("accept", accept)
-        .header(strata_ingest::TENANT_HEADER, &args.tenant)
+    let mut request = reqwest::Client::new().post(&url).header("accept", accept);
+    if let Some(tenant) = &args.tenant {
+        request = request.header(strata_ingest::TENANT_HEADER, tenant);
+    }
+    if let Some(key) = &args.api_key {
+        request = request.bearer_auth(key);
+    }
+    let response = request
         .json(&serde_json::json!({ "sql": args.query }))
         .send()
         .await

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
+use crate::keys::{ApiKey, KeyCatalog, Scopes};
 use crate::{Error, Result, Signal, TenantId};
 
 /// One Parquet file of one tenant's signal table.
@@ -88,6 +89,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "pending_deletes",
         include_str!("../migrations/0003_pending_deletes.sql"),
+    ),
+    (
+        4,
+        "api_keys",
+        include_str!("../migrations/0004_api_keys.sql"),
     ),
 ];
 
@@ -304,6 +310,97 @@ impl Catalog for SqlCatalog {
     }
 }
 
+const KEY_COLUMNS: &str =
+    "id, tenant, name, scopes, hash, created_at, expires_at, revoked_at, created_by";
+
+#[async_trait]
+impl KeyCatalog for SqlCatalog {
+    async fn insert_key(&self, k: &ApiKey) -> Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(&k.id)
+        .bind(k.tenant.as_str())
+        .bind(&k.name)
+        .bind(k.scopes.to_string())
+        .bind(&k.hash)
+        .bind(k.created_at)
+        .bind(k.expires_at)
+        .bind(k.revoked_at)
+        .bind(k.created_by.as_deref())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_key(&self, id: &str) -> Result<Option<ApiKey>> {
+        let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(key_of_row).transpose()
+    }
+
+    async fn list_keys(&self, tenant: Option<&TenantId>) -> Result<Vec<ApiKey>> {
+        let rows =
+            match tenant {
+                Some(t) => sqlx::query(&format!(
+                    "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant = $1 ORDER BY created_at, id"
+                ))
+                .bind(t.as_str())
+                .fetch_all(&self.pool)
+                .await?,
+                None => {
+                    sqlx::query(&format!(
+                        "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY tenant, created_at, id"
+                    ))
+                    .fetch_all(&self.pool)
+                    .await?
+                }
+            };
+        rows.iter().map(key_of_row).collect()
+    }
+
+    async fn revoke_key(
+        &self,
+        id: &str,
+        tenant: Option<&TenantId>,
+        at: i64,
+    ) -> Result<Option<ApiKey>> {
+        let Some(key) = self.get_key(id).await? else {
+            return Ok(None);
+        };
+        if tenant.is_some_and(|t| &key.tenant != t) {
+            return Ok(None);
+        }
+        // The first revocation time stays.
+        sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        self.get_key(id).await
+    }
+}
+
+fn key_of_row(row: &sqlx::any::AnyRow) -> Result<ApiKey> {
+    let tenant: String = row.try_get("tenant")?;
+    let scopes: String = row.try_get("scopes")?;
+    Ok(ApiKey {
+        id: row.try_get("id")?,
+        tenant: TenantId::new(&tenant).map_err(|e| {
+            Error::Migration(format!("catalog holds invalid tenant {tenant:?}: {e}"))
+        })?,
+        name: row.try_get("name")?,
+        scopes: Scopes::parse(&scopes).map_err(Error::Migration)?,
+        hash: row.try_get("hash")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        created_by: row.try_get("created_by")?,
+    })
+}
+
 async fn insert_file(tx: &mut sqlx::Transaction<'_, sqlx::Any>, f: &FileMeta) -> Result<()> {
     sqlx::query(
         "INSERT INTO files (id, tenant, signal, path, min_time, max_time, row_count, \
@@ -506,6 +603,8 @@ mod tests {
         add_files_is_all_or_nothing,
         times_and_sequence_numbers_keep_64_bits,
         watermarks_are_per_node_and_table,
+        api_keys_round_trip_revoke_and_tenant_filter,
+        api_keys_checked_through_the_store,
     );
 
     fn file(id: &str, tenant: &str, min: i64) -> FileMeta {
@@ -657,6 +756,123 @@ mod tests {
             vec![mark("n2", "a", Signal::Logs, 6)]
         );
         assert_eq!(catalog.list_files().await.unwrap().len(), 6);
+        catalog.pool.close().await;
+    }
+
+    fn key(id: &str, tenant: &str, created_at: i64) -> ApiKey {
+        ApiKey {
+            id: id.into(),
+            tenant: TenantId::new(tenant).unwrap(),
+            name: format!("key {id}"),
+            scopes: Scopes::parse("ingest,read").unwrap(),
+            hash: crate::keys::hash_key(id),
+            created_at,
+            expires_at: None,
+            revoked_at: None,
+            created_by: None,
+        }
+    }
+
+    /// Key rows keep every field (NULLs, 64-bit times), list per tenant, revoke once.
+    async fn api_keys_round_trip_revoke_and_tenant_filter(url: &str) {
+        let catalog = SqlCatalog::connect(url).await.unwrap();
+        assert_eq!(catalog.list_keys(None).await.unwrap(), vec![]);
+        let mut full = key("aaaaaaaaaaaa", "acme", 1_763_000_000_123_456_789);
+        full.expires_at = Some(i64::MAX);
+        full.created_by = Some("cli".into());
+        full.scopes = Scopes::all();
+        let plain = key("bbbbbbbbbbbb", "acme", 2);
+        let other = key("cccccccccccc", "other", 3);
+        for k in [&full, &plain, &other] {
+            catalog.insert_key(k).await.unwrap();
+        }
+        // A duplicate id is refused.
+        assert!(
+            catalog
+                .insert_key(&key("aaaaaaaaaaaa", "x", 4))
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            catalog.get_key("aaaaaaaaaaaa").await.unwrap(),
+            Some(full.clone())
+        );
+        assert_eq!(
+            catalog.get_key("bbbbbbbbbbbb").await.unwrap(),
+            Some(plain.clone())
+        );
+        assert_eq!(catalog.get_key("zzzzzzzzzzzz").await.unwrap(), None);
+        let acme = TenantId::new("acme").unwrap();
+        assert_eq!(
+            catalog.list_keys(Some(&acme)).await.unwrap(),
+            vec![plain.clone(), full.clone()]
+        );
+        assert_eq!(catalog.list_keys(None).await.unwrap().len(), 3);
+        // Another tenant's key cannot be revoked through a tenant filter.
+        assert_eq!(
+            catalog
+                .revoke_key("cccccccccccc", Some(&acme), 10)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(catalog.get_key("cccccccccccc").await.unwrap(), Some(other));
+        let revoked = catalog
+            .revoke_key("bbbbbbbbbbbb", Some(&acme), 10)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(revoked.revoked_at, Some(10));
+        let again = catalog
+            .revoke_key("bbbbbbbbbbbb", None, 20)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            again.revoked_at,
+            Some(10),
+            "the first revocation time stays"
+        );
+        assert_eq!(
+            catalog.revoke_key("zzzzzzzzzzzz", None, 1).await.unwrap(),
+            None
+        );
+        catalog.pool.close().await;
+    }
+
+    /// The key store on the real catalog: create, verify, revoke seen by a second store.
+    async fn api_keys_checked_through_the_store(url: &str) {
+        use crate::keys::{KeyError, KeyStore, NewKey};
+        use std::sync::Arc;
+        use std::time::Duration;
+        let catalog = Arc::new(SqlCatalog::connect(url).await.unwrap());
+        let node_a = KeyStore::new(catalog.clone(), Duration::from_secs(3600));
+        let node_b = KeyStore::new(catalog.clone(), Duration::ZERO);
+        let (row, secret) = node_a
+            .create(NewKey {
+                tenant: TenantId::new("acme").unwrap(),
+                name: "collector".into(),
+                scopes: Scopes::parse("ingest").unwrap(),
+                expires_at: None,
+                created_by: Some("cli".into()),
+            })
+            .await
+            .unwrap();
+        assert_eq!(catalog.get_key(&row.id).await.unwrap(), Some(row.clone()));
+        assert_eq!(node_b.verify(&secret).await.unwrap().id, row.id);
+        node_a.verify(&secret).await.unwrap();
+        node_b.revoke(&row.id, None).await.unwrap().unwrap();
+        assert!(matches!(
+            node_b.verify(&secret).await,
+            Err(KeyError::Revoked)
+        ));
+        // Node A still trusts its cached row: the TTL is the bound (here an hour).
+        assert!(node_a.verify(&secret).await.is_ok());
+        let node_a_fresh = KeyStore::new(catalog.clone(), Duration::ZERO);
+        assert!(matches!(
+            node_a_fresh.verify(&secret).await,
+            Err(KeyError::Revoked)
+        ));
         catalog.pool.close().await;
     }
 }

@@ -22,6 +22,7 @@
 pub mod cache;
 pub mod catalog;
 mod error;
+pub mod keys;
 pub mod maintenance;
 mod merge;
 pub mod objects;
@@ -33,6 +34,7 @@ pub mod wal;
 
 pub use catalog::{Catalog, FileMeta, SqlCatalog, Watermark};
 pub use error::{Error, Result};
+pub use keys::{ApiKey, KeyCatalog, KeyStore, Scope, Scopes};
 pub use store::{Snapshot, Storage, StorageConfig, TimeRange};
 pub use tenant::{DEFAULT_TENANT, InvalidTenant, MAX_TENANT_LEN, PerTenant, TenantId};
 
