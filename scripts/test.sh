@@ -14,6 +14,10 @@
 #   ./scripts/test.sh            everything
 #   ./scripts/test.sh rust       Rust tests only
 #   ./scripts/test.sh e2e        end-to-end tests only (builds the binary first)
+#   ./scripts/test.sh fuzz       the fuzz targets, STRATA_FUZZ_SECONDS (default 20) each
+#
+# `all` ends with the fuzz stage (scripts/fuzz.sh: installs cargo-fuzz, builds the targets of
+# fuzz/ with the stable toolchain, runs each for a bounded time; docs/FUZZING.md).
 #
 # Needs: cargo, python3 (3.10+), and Debian's PostgreSQL (installed here with apt-get when
 # missing and running as root). Creates .venv/ for the Python test clients and moto. Starts
@@ -25,9 +29,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 what=${1:-all}
 case $what in
-  all | rust | e2e) ;;
+  all | rust | e2e | fuzz) ;;
   *)
-    echo "usage: $0 [all|rust|e2e]" >&2
+    echo "usage: $0 [all|rust|e2e|fuzz]" >&2
     exit 2
     ;;
 esac
@@ -153,7 +157,7 @@ python_env() {
 
 # ------------------------------------------------------------------ stages
 
-if [[ $what != rust ]]; then
+if [[ $what == all || $what == e2e ]]; then
   # moto_server comes from the venv: make it before the services.
   stage "python test environment (.venv)" python_env
   [[ ${#failed[@]} -eq 0 ]] || {
@@ -161,7 +165,7 @@ if [[ $what != rust ]]; then
     die "could not set up .venv"
   }
 fi
-start_services
+[[ $what == fuzz ]] || start_services
 
 if [[ $what == all || $what == rust ]]; then
   # The catalog tests' PostgreSQL variants fail without it; it is set above, always.
@@ -184,6 +188,11 @@ if [[ $what == all || $what == e2e ]]; then
     env STRATA_E2E_STORAGE=s3 STRATA_E2E_CATALOG=sqlite "${pytest[@]}" "${storage_suite[@]}"
   stage "e2e: local storage + PostgreSQL catalog (${#storage_suite[@]} files)" \
     env STRATA_E2E_STORAGE=local STRATA_E2E_CATALOG=postgres "${pytest[@]}" "${storage_suite[@]}"
+fi
+
+if [[ $what == all || $what == fuzz ]]; then
+  stage "fuzz: every target ${STRATA_FUZZ_SECONDS:-20}s (scripts/fuzz.sh)" \
+    ./scripts/fuzz.sh "${STRATA_FUZZ_SECONDS:-20}"
 fi
 
 print_summary
