@@ -45,6 +45,7 @@ async fn serve(args: strata_server::config::ServeArgs) -> i32 {
     // Take over SIGINT/SIGTERM before starting: a signal that arrives while the node starts
     // must stop it gracefully too, not kill it with the default action.
     let signals = ShutdownSignals::install();
+    raise_fd_limit();
     let node = match Node::start(config).await {
         Ok(node) => node,
         Err(e) => {
@@ -60,6 +61,34 @@ async fn serve(args: strata_server::config::ServeArgs) -> i32 {
     node.shutdown().await;
     tracing::info!("stopped");
     0
+}
+
+/// Raises the soft limit on open files to the hard limit: every client connection is a file
+/// descriptor, and the usual soft limit (1,024) is far below what a node serving thousands of
+/// exporters holds. Logs the limit in effect.
+fn raise_fd_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+        let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+        if ok && limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            // SAFETY: as above.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                limit = raised;
+            }
+        }
+        if ok {
+            tracing::info!(open_files = limit.rlim_cur, "open-file limit");
+        }
+    }
 }
 
 /// SIGINT and SIGTERM handlers, installed when this is created.

@@ -136,3 +136,13 @@ def test_a_query_over_its_memory_limit_fails_clearly_and_the_node_stays_up(node_
     assert _count(node, "SELECT count(*) FROM spans", limited) == 2000
     assert node.sql_response("SELECT 1", tenant=limited).status_code == 200
     assert requests.get(node.api_url + "/healthz", timeout=10).status_code == 200
+
+
+def test_the_node_raises_its_open_file_limit_to_the_hard_limit(node_factory):
+    # Each exporter connection is a file descriptor: thousands of them need more than the
+    # usual soft limit of 1,024.
+    node = node_factory.start()
+    limits = open(f"/proc/{node.pid}/limits", encoding="ascii").read()
+    line = next(l for l in limits.splitlines() if l.startswith("Max open files"))
+    soft, hard = line.split()[3:5]
+    assert soft == hard, line
