@@ -578,3 +578,65 @@ def test_early_error_response_announces_connection_close(small_node, case):
             f"{status_line!r}: the server closed the connection after this response without "
             f"'Connection: close'; headers {headers}")
     assert_still_serving(small_node)
+
+
+# ------------------------------------------------------------------ headers, URLs and nesting
+
+@pytest.mark.parametrize("listener", ["otlp_http_addr", "http_addr"])
+def test_oversized_headers_431(node, listener):
+    # hyper bounds the request head; past it the answer is 431, not a buffered megabyte.
+    r = requests.post(f"http://{getattr(node, listener)}/v1/traces", data=b"",
+                      headers={"X-Padding": "a" * (1024 * 1024)}, timeout=30)
+    assert r.status_code == 431, r.status_code
+    assert requests.get(f"http://{node.http_addr}/healthz", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("listener", ["otlp_http_addr", "http_addr"])
+def test_overlong_url_refused(node, listener):
+    r = requests.get(f"http://{getattr(node, listener)}/{'a' * (1024 * 1024)}", timeout=30)
+    assert r.status_code in (414, 431), r.status_code
+    assert requests.get(f"http://{node.http_addr}/healthz", timeout=10).status_code == 200
+
+
+def _nested_array_json(depth: int) -> str:
+    # Built as text: Python's own json module would hit its recursion limit first.
+    return '{"arrayValue":{"values":[' * depth + '{"stringValue":"leaf"}' + "]}}" * depth
+
+
+def test_deeply_nested_json_400_not_a_crash(node, tenant):
+    # 10,000 levels of arrays inside one attribute: refused by the nesting bound.
+    body = ('{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"x"},'
+            '"attributes":[{"key":"deep","value":' + _nested_array_json(10_000) + "}]}]}]}]}")
+    r = node.post_otlp("/v1/logs", body.encode(), content_type=JSON, tenant=tenant)
+    assert r.status_code == 400, r.text
+    assert "recursion" in r.text.lower() or "nest" in r.text.lower(), r.text
+    assert requests.get(f"http://{node.http_addr}/healthz", timeout=10).status_code == 200
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def test_deeply_nested_protobuf_400_not_a_crash(node, tenant):
+    # Hand-encoded (the Python protobuf library refuses to build it): an AnyValue nested
+    # 10,000 arrays deep as the value of a log record attribute.
+    value = _field(1, b"leaf")  # AnyValue.string_value
+    for _ in range(10_000):
+        value = _field(5, _field(1, value))  # AnyValue.array_value { values: [value] }
+    attribute = _field(1, b"deep") + _field(2, value)  # KeyValue
+    record = _field(6, attribute)  # LogRecord.attributes
+    body = _field(1, _field(2, _field(2, record)))  # request.resource_logs.scope_logs.log_records
+    r = node.post_otlp("/v1/logs", body, tenant=tenant)
+    assert r.status_code == 400, r.text
+    assert decode_status(r.content).code == 3  # INVALID_ARGUMENT
+    assert requests.get(f"http://{node.http_addr}/healthz", timeout=10).status_code == 200
