@@ -48,6 +48,7 @@ storage_suite=(
   tests/e2e/test_sql_api.py
   tests/e2e/test_tenancy.py
   tests/e2e/test_auth.py
+  tests/e2e/test_audit.py
   tests/e2e/test_backpressure.py
   tests/e2e/test_maintenance.py
   tests/e2e/test_s3.py

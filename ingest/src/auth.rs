@@ -247,13 +247,16 @@ mod tests {
 
     async fn create(store: &KeyStore, tenant: &str, scopes: &str) -> String {
         store
-            .create(NewKey {
-                tenant: TenantId::new(tenant).unwrap(),
-                name: "k".into(),
-                scopes: Scopes::parse(scopes).unwrap(),
-                expires_at: None,
-                created_by: None,
-            })
+            .create(
+                NewKey {
+                    tenant: TenantId::new(tenant).unwrap(),
+                    name: "k".into(),
+                    scopes: Scopes::parse(scopes).unwrap(),
+                    expires_at: None,
+                    created_by: None,
+                },
+                &strata_storage::Actor::new("cli", None),
+            )
             .await
             .unwrap()
             .1
@@ -328,7 +331,10 @@ mod tests {
             assert!(!err.to_string().contains(&key[20..]));
         }
         let id = strata_storage::keys::parse_key(&key).unwrap().to_string();
-        store.revoke(&id, None).await.unwrap();
+        store
+            .revoke(&id, None, &strata_storage::Actor::new("cli", None))
+            .await
+            .unwrap();
         let header = format!("Bearer {key}");
         let err = auth
             .authenticate(Some(header.as_bytes()), None)

@@ -1,5 +1,6 @@
 //! The query engine: a DataFusion session per query that sees only the tenant's tables, with
-//! DDL, DML, `COPY`, `SET` and file or URL access switched off.
+//! DDL, DML, `COPY`, `SET` and file or URL access switched off. Admin callers' sessions also
+//! hold the tenant's `audit` table ([`QueryOptions::audit`], `crate::audit`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,8 +23,10 @@ use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use object_store::ObjectStore;
 use std::num::NonZeroUsize;
+use strata_storage::audit::AuditLog;
 use strata_storage::{PerTenant, Signal, Storage, TenantId};
 
+use crate::audit::{AUDIT_TABLE, AuditTable};
 use crate::error::{QueryError, Result};
 use crate::limits::{Admission, QueryLimits, ScanBudget, human_bytes};
 use crate::metrics::QueryMetrics;
@@ -57,6 +60,14 @@ impl Default for QueryConfig {
     }
 }
 
+/// What one query's session holds beyond the tenant's signal tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueryOptions {
+    /// Register the tenant's `audit` table (callers with the admin scope only). Without it,
+    /// `audit` is an unknown table. Needs [`QueryEngine::with_audit_log`].
+    pub audit: bool,
+}
+
 /// A query's result: its schema, batches and what it took.
 #[derive(Debug, Clone)]
 pub struct QueryResult {
@@ -80,6 +91,8 @@ pub struct QueryEngine {
     metrics: QueryMetrics,
     limits: PerTenant<QueryLimits>,
     admission: Admission,
+    /// Where the `audit` table's rows come from; `None`: no session has an `audit` table.
+    audit_log: Option<Arc<dyn AuditLog>>,
     /// CPU-heavy execution runs here, so queries never starve the ingest I/O threads.
     executor: tokio::runtime::Handle,
     executor_runtime: Option<tokio::runtime::Runtime>,
@@ -126,9 +139,17 @@ impl QueryEngine {
             metrics: QueryMetrics::default(),
             limits: config.limits,
             admission: Admission::default(),
+            audit_log: None,
             executor,
             executor_runtime: None,
         })
+    }
+
+    /// Serves the `audit` table of sessions that ask for it ([`QueryOptions::audit`]) from
+    /// `log`.
+    pub fn with_audit_log(mut self, log: Arc<dyn AuditLog>) -> Self {
+        self.audit_log = Some(log);
+        self
     }
 
     /// Query counters and durations, for `/metrics`.
@@ -171,6 +192,7 @@ impl QueryEngine {
             ScanCounter::default(),
             self.storage.object_store(),
             self.template.runtime_env().clone(),
+            QueryOptions::default(),
         )
     }
 
@@ -180,6 +202,7 @@ impl QueryEngine {
         counter: ScanCounter,
         store: Arc<dyn ObjectStore>,
         runtime: Arc<RuntimeEnv>,
+        options: QueryOptions,
     ) -> Result<SessionContext> {
         // A catalog of the tenant's own: sessions share the template's functions and settings,
         // never its (empty) catalog list.
@@ -194,6 +217,10 @@ impl QueryEngine {
             .with_counter(counter.clone())
             .with_store(store.clone());
             schema.register_table(signal.as_str().to_string(), Arc::new(table))?;
+        }
+        if let (true, Some(log)) = (options.audit, &self.audit_log) {
+            let table = AuditTable::new(log.clone(), tenant.clone());
+            schema.register_table(AUDIT_TABLE.to_string(), Arc::new(table))?;
         }
         let catalog = Arc::new(MemoryCatalogProvider::new());
         catalog.register_schema(SCHEMA, schema)?;
@@ -235,16 +262,43 @@ impl QueryEngine {
             .with_allow_statements(false)
     }
 
-    /// Plans and runs one SQL statement as `tenant`.
+    /// Plans and runs one SQL statement as `tenant` (signal tables only: no `audit`).
     pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<QueryResult> {
+        self.sql_with(tenant, sql, QueryOptions::default()).await
+    }
+
+    /// Plans and runs one SQL statement as `tenant`, with the tables `options` add.
+    pub async fn sql_with(
+        &self,
+        tenant: &TenantId,
+        sql: &str,
+        options: QueryOptions,
+    ) -> Result<QueryResult> {
         let started = Instant::now();
-        let result = self.run(tenant, sql).await;
+        let result = self.run(tenant, sql, options).await.map_err(|e| match e {
+            // Say why `audit` is missing, rather than only that it is.
+            QueryError::User(message)
+                if !options.audit
+                    && message
+                        .contains(&format!("{CATALOG}.{SCHEMA}.{AUDIT_TABLE}' not found")) =>
+            {
+                QueryError::User(format!(
+                    "{message} (the audit table is visible to keys with the admin scope only)"
+                ))
+            }
+            other => other,
+        });
         self.metrics
             .observe(tenant, started.elapsed(), result.as_ref().err());
         result
     }
 
-    async fn run(&self, tenant: &TenantId, sql: &str) -> Result<QueryResult> {
+    async fn run(
+        &self,
+        tenant: &TenantId,
+        sql: &str,
+        options: QueryOptions,
+    ) -> Result<QueryResult> {
         let started = Instant::now();
         let limits = self.limits(tenant).clone();
         let _slot = self
@@ -274,7 +328,7 @@ impl QueryEngine {
             object_store_registry: shared.object_store_registry.clone(),
         });
         let counter = ScanCounter::default();
-        let ctx = self.session_with(tenant, counter.clone(), budget.clone(), runtime)?;
+        let ctx = self.session_with(tenant, counter.clone(), budget.clone(), runtime, options)?;
 
         let work = async {
             let frame = ctx.sql_with_options(sql, Self::sql_options()).await?;

@@ -14,6 +14,7 @@
 //!
 //! Depends on `strata-storage` only.
 
+pub mod audit;
 mod engine;
 mod error;
 pub mod format;
@@ -22,7 +23,7 @@ mod metrics;
 pub mod stats;
 pub mod table;
 
-pub use engine::{CATALOG, QueryConfig, QueryEngine, QueryResult, SCHEMA, STORE_URL};
+pub use engine::{CATALOG, QueryConfig, QueryEngine, QueryOptions, QueryResult, SCHEMA, STORE_URL};
 pub use error::{QueryError, Result};
 pub use limits::QueryLimits;
 pub use metrics::QueryMetrics;

@@ -5,24 +5,33 @@
 //! key id), authenticated through the node's [`Auth`] (`docs/SECURITY.md`). `/healthz` and
 //! `/readyz` are open; with auth `keys`, `/metrics` (node-wide, it names every tenant) needs an
 //! admin key of the operator tenant.
+//!
+//! Key changes and refused admin requests are recorded in the tenant's audit log
+//! (`strata_storage::audit`), with the caller's key id and the client address of the
+//! connection ([`Remote`]); admins read it as the SQL table `audit`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::OnceLock;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::IncomingStream;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use strata_ingest::auth::AUTHORIZATION_HEADER;
 use strata_ingest::{Auth, AuthError, Ingestor, Principal, TENANT_HEADER};
 use strata_query::format::Format;
-use strata_query::{QueryEngine, QueryError};
+use strata_query::{QueryEngine, QueryError, QueryOptions};
+use strata_storage::audit::{self, ACTOR_ANONYMOUS, Actor, AuditEvent, AuditLog, Outcome};
 use strata_storage::{KeyStore, Scope, Scopes, TenantId};
+use tokio::net::TcpListener;
 
 /// Largest SQL request body.
 pub const MAX_SQL_BODY_BYTES: usize = 1024 * 1024;
@@ -46,6 +55,9 @@ struct Ready {
 pub struct Access {
     pub auth: Auth,
     pub keys: Arc<KeyStore>,
+    /// Where refused admin requests are recorded (key changes record themselves, through
+    /// `keys`, in the same transaction as the change).
+    pub audit: Arc<dyn AuditLog>,
     /// With auth `keys`, admin keys of this tenant may read `/metrics`.
     pub operator_tenant: TenantId,
 }
@@ -78,6 +90,79 @@ impl ApiState {
             message: "the node is starting (replaying its write-ahead log)".into(),
         })
     }
+}
+
+/// The TCP peer of an HTTP connection (the client's `IP:port`, or a proxy's), recorded by the
+/// listeners: `serve_http` (`lib.rs`) serves with
+/// `into_make_service_with_connect_info::<ClientAddr>()`, plain or TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl Connected<IncomingStream<'_, TcpListener>> for ClientAddr {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, crate::tls::TlsListener>> for ClientAddr {
+    fn connect_info(stream: IncomingStream<'_, crate::tls::TlsListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+/// The request's client address, when the listener recorded one (an extractor that never
+/// fails: a router served without connect info, as in tests, gives `None`). It is the TCP
+/// peer; `X-Forwarded-For` is not trusted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Remote(pub Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Remote {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let addr = (parts.extensions.get::<ConnectInfo<ClientAddr>>()).map(|info| info.0.0);
+        Ok(Remote(addr))
+    }
+}
+
+/// The audit log's actor of a request: its key id (`bootstrap` for the bootstrap key), or
+/// `anonymous` with auth `none`, and the client address.
+fn actor(caller: &Principal, remote: Remote) -> Actor {
+    Actor::new(
+        caller.key_id.as_deref().unwrap_or(ACTOR_ANONYMOUS),
+        remote.0.map(|addr| addr.to_string()),
+    )
+}
+
+/// Longest target (a key id from the path) written to the audit log for a refused request.
+const MAX_AUDIT_TARGET_CHARS: usize = 100;
+
+/// Requires the admin scope. A refusal is recorded in the caller's tenant's audit log with
+/// outcome `denied`; if that write fails the refusal still stands (nothing changed) and the
+/// failure is logged.
+async fn require_admin(
+    access: &Access,
+    caller: &Principal,
+    remote: Remote,
+    action: &str,
+    target: Option<&str>,
+) -> Result<(), ApiError> {
+    let Err(refused) = caller.require(Scope::Admin) else {
+        return Ok(());
+    };
+    let target: Option<String> = target.map(|t| t.chars().take(MAX_AUDIT_TARGET_CHARS).collect());
+    let event = AuditEvent::new(
+        caller.tenant.clone(),
+        &actor(caller, remote),
+        action,
+        target.as_deref(),
+        serde_json::json!({ "reason": refused.to_string() }),
+        Outcome::Denied,
+    );
+    if let Err(e) = access.audit.append_audit(&event).await {
+        tracing::error!(error = %e, action, "cannot record a refused request in the audit log");
+    }
+    Err(refused.into())
 }
 
 /// The router of the HTTP API listener.
@@ -224,7 +309,13 @@ async fn sql(
         ApiError::bad_request(format!("request body must be JSON {{\"sql\": \"…\"}}: {e}"))
     })?;
     let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let result = state.get()?.engine.sql(&tenant, &request.sql).await?;
+    // The `audit` table is in the session of admin callers only.
+    let options = QueryOptions {
+        audit: caller.scopes.allows(Scope::Admin),
+    };
+    let result = (state.get()?.engine)
+        .sql_with(&tenant, &request.sql, options)
+        .await?;
     let body = format.encode(&result)?;
     Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
 }
@@ -365,9 +456,12 @@ struct CreateKeyRequest {
 async fn create_key(
     State(state): State<ApiState>,
     Caller(caller): Caller,
+    remote: Remote,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Admin)?;
+    let access = &state.get()?.access;
+    require_admin(access, &caller, remote, audit::KEY_CREATE, None).await?;
+    let by = actor(&caller, remote);
     let request: CreateKeyRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "request body must be JSON {{\"name\": \"…\", \"scopes\": [\"ingest\", …], \
@@ -387,16 +481,12 @@ async fn create_key(
         expires_at,
         created_by: caller.key_id,
     };
-    let (row, key) = state
-        .get()?
-        .access
-        .keys
-        .create(new)
-        .await
-        .map_err(|e| match e {
-            strata_storage::Error::Config(message) => ApiError::bad_request(message),
-            other => ApiError::internal(other),
-        })?;
+    // The key and its audit row are written in one transaction: if the audit row cannot be
+    // written, no key is created and the answer is 500.
+    let (row, key) = (access.keys).create(new, &by).await.map_err(|e| match e {
+        strata_storage::Error::Config(message) => ApiError::bad_request(message),
+        other => ApiError::internal(other),
+    })?;
     let mut body = crate::keys::key_json(&row);
     body["key"] = serde_json::Value::String(key);
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
@@ -406,9 +496,11 @@ async fn create_key(
 async fn list_keys(
     State(state): State<ApiState>,
     Caller(caller): Caller,
+    remote: Remote,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Admin)?;
-    let keys = (state.get()?.access.keys)
+    let access = &state.get()?.access;
+    require_admin(access, &caller, remote, audit::KEY_LIST, None).await?;
+    let keys = (access.keys)
         .list(Some(&caller.tenant))
         .await
         .map_err(ApiError::internal)?;
@@ -420,10 +512,12 @@ async fn list_keys(
 async fn get_key(
     State(state): State<ApiState>,
     Caller(caller): Caller,
+    remote: Remote,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Admin)?;
-    let key = (state.get()?.access.keys)
+    let access = &state.get()?.access;
+    require_admin(access, &caller, remote, audit::KEY_GET, Some(&id)).await?;
+    let key = (access.keys)
         .get(&id, Some(&caller.tenant))
         .await
         .map_err(ApiError::internal)?
@@ -432,15 +526,19 @@ async fn get_key(
 }
 
 /// `DELETE /api/v1/keys/{id}` (admin): revokes the key (idempotent); answers it as it now is.
-/// Another tenant's key is 404 and stays untouched.
+/// Another tenant's key is 404 and stays untouched. The revocation and its audit row are
+/// written in one transaction (an audit failure is 500 and revokes nothing); a 404 records
+/// nothing.
 async fn revoke_key(
     State(state): State<ApiState>,
     Caller(caller): Caller,
+    remote: Remote,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Admin)?;
-    let key = (state.get()?.access.keys)
-        .revoke(&id, Some(&caller.tenant))
+    let access = &state.get()?.access;
+    require_admin(access, &caller, remote, audit::KEY_REVOKE, Some(&id)).await?;
+    let key = (access.keys)
+        .revoke(&id, Some(&caller.tenant), &actor(&caller, remote))
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(format!("no key with id {id:?}")))?;

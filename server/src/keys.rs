@@ -6,13 +6,35 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use strata_storage::audit::ACTOR_CLI;
 use strata_storage::keys::{KEY_CACHE_TTL, NewKey};
-use strata_storage::{ApiKey, KeyStore, Scopes, SqlCatalog, TenantId};
+use strata_storage::{Actor, ApiKey, KeyStore, Scopes, SqlCatalog, TenantId};
 
 use crate::config::{CatalogArgs, KeysCommand, KeysFormat};
 
-/// `created_by` of keys made with the CLI.
-pub const CLI_CREATOR: &str = "cli";
+/// `created_by` of keys made with the CLI (and the actor of its audit rows).
+pub const CLI_CREATOR: &str = ACTOR_CLI;
+
+/// The actor of changes made with `strata keys`: `cli`, from `user@host` of this process
+/// (`$USER` or `$LOGNAME`, and the kernel's host name) when known. Informational only: whoever
+/// runs the CLI can write the catalog anyway.
+pub fn cli_actor() -> Actor {
+    let user = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
+    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|path| std::fs::read_to_string(path).ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty());
+    let from = match (user, host) {
+        (Some(user), Some(host)) => Some(format!("{user}@{host}")),
+        (None, Some(host)) => Some(format!("@{host}")),
+        (Some(user), None) => Some(user),
+        (None, None) => None,
+    };
+    Actor::new(ACTOR_CLI, from)
+}
 
 /// An RFC 3339 UTC time (milliseconds) of ns since the epoch.
 pub fn rfc3339(ns: i64) -> String {
@@ -101,7 +123,10 @@ async fn run(command: KeysCommand) -> Result<(), String> {
                 created_by: Some(CLI_CREATOR.into()),
             };
             let store = open(&args.catalog).await?;
-            let (row, key) = store.create(new).await.map_err(|e| e.to_string())?;
+            let (row, key) = store
+                .create(new, &cli_actor())
+                .await
+                .map_err(|e| e.to_string())?;
             match args.format {
                 KeysFormat::Json => {
                     let mut value = key_json(&row);
@@ -141,7 +166,7 @@ async fn run(command: KeysCommand) -> Result<(), String> {
         KeysCommand::Revoke(args) => {
             let store = open(&args.catalog).await?;
             let key = store
-                .revoke(&args.id, None)
+                .revoke(&args.id, None, &cli_actor())
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no key with id {:?}", args.id))?;
@@ -229,13 +254,16 @@ mod tests {
         };
         let store = open(&args).await.unwrap();
         let (row, key) = store
-            .create(NewKey {
-                tenant: TenantId::new("acme").unwrap(),
-                name: "collector".into(),
-                scopes: Scopes::parse("ingest").unwrap(),
-                expires_at: None,
-                created_by: Some(CLI_CREATOR.into()),
-            })
+            .create(
+                NewKey {
+                    tenant: TenantId::new("acme").unwrap(),
+                    name: "collector".into(),
+                    scopes: Scopes::parse("ingest").unwrap(),
+                    expires_at: None,
+                    created_by: Some(CLI_CREATOR.into()),
+                },
+                &cli_actor(),
+            )
             .await
             .unwrap();
         let text = table(&store.list(None).await.unwrap());
@@ -250,6 +278,25 @@ mod tests {
         .await;
         assert_eq!(code, 0);
         assert!(store.verify(&key).await.is_err());
+        // Both changes are in the audit log, by `cli`.
+        use strata_storage::AuditLog;
+        let (url, _) = args.resolve().unwrap();
+        let catalog = SqlCatalog::connect(&url).await.unwrap();
+        let log = catalog
+            .list_audit(&row.tenant, strata_storage::TimeRange::ALL, None)
+            .await
+            .unwrap();
+        let actions: Vec<_> = log
+            .iter()
+            .map(|e| (e.actor.as_str(), e.action.as_str(), e.target.as_deref()))
+            .collect();
+        assert_eq!(
+            actions,
+            vec![
+                ("cli", "key.create", Some(row.id.as_str())),
+                ("cli", "key.revoke", Some(row.id.as_str())),
+            ]
+        );
         let code = main(KeysCommand::Revoke(crate::config::KeysRevokeArgs {
             id: "000000000000".into(),
             catalog: args,

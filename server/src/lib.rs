@@ -121,7 +121,11 @@ impl Node {
         tracing::info!(listener = "http", addr = %http_addr, "listening");
 
         let (storage, cache, catalog) = build_storage(&config).await?;
-        let access = access(&config, catalog, [grpc_addr, otlp_http_addr, http_addr]);
+        let access = access(
+            &config,
+            catalog.clone(),
+            [grpc_addr, otlp_http_addr, http_addr],
+        );
         let ingestor = Ingestor::with_auth(
             storage.clone(),
             IngestConfig {
@@ -132,13 +136,17 @@ impl Node {
             },
             access.auth.clone(),
         );
-        let engine = Arc::new(QueryEngine::new(
-            storage.clone(),
-            QueryConfig {
-                target_partitions: config.query_threads,
-                limits: config.limits.query.clone(),
-            },
-        )?);
+        let engine = Arc::new(
+            QueryEngine::new(
+                storage.clone(),
+                QueryConfig {
+                    target_partitions: config.query_threads,
+                    limits: config.limits.query.clone(),
+                },
+            )?
+            // The `audit` table of admin callers' sessions.
+            .with_audit_log(catalog),
+        );
 
         let mut registry = Registry::default();
         ingestor.metrics().register(&mut registry);
@@ -214,7 +222,7 @@ impl Node {
 
 /// How this node authenticates (`docs/SECURITY.md`); warns about an open node on a network.
 fn access(config: &Config, catalog: Arc<SqlCatalog>, addrs: [SocketAddr; 3]) -> api::Access {
-    let keys = Arc::new(KeyStore::new(catalog, KEY_CACHE_TTL));
+    let keys = Arc::new(KeyStore::new(catalog.clone(), KEY_CACHE_TTL));
     let auth = match config.auth {
         AuthMode::None => {
             let exposed: Vec<String> = (addrs.iter())
@@ -243,6 +251,7 @@ fn access(config: &Config, catalog: Arc<SqlCatalog>, addrs: [SocketAddr; 3]) -> 
     api::Access {
         auth,
         keys,
+        audit: catalog,
         operator_tenant: config.operator_tenant.clone(),
     }
 }
@@ -357,15 +366,18 @@ async fn serve_http(
     router: axum::Router,
     shutdown: watch::Receiver<bool>,
 ) {
+    // Handlers learn the client's address (`api::Remote`, for the audit log) from the
+    // connection info, plain or TLS.
+    let service = router.into_make_service_with_connect_info::<api::ClientAddr>();
     let result = match tls {
         None => {
-            axum::serve(listener, router)
+            axum::serve(listener, service)
                 .with_graceful_shutdown(wait_for_shutdown(shutdown))
                 .await
         }
         Some(config) => match tls::TlsListener::new(listener, config) {
             Ok(listener) => {
-                axum::serve(listener, router)
+                axum::serve(listener, service)
                     .with_graceful_shutdown(wait_for_shutdown(shutdown))
                     .await
             }

@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
+use crate::audit::{Actor, AuditEvent, AuditLog, Outcome};
 use crate::keys::{ApiKey, KeyCatalog, Scopes};
-use crate::{Error, Result, Signal, TenantId};
+use crate::{Error, Result, Signal, TenantId, TimeRange};
 
 /// One Parquet file of one tenant's signal table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +95,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "api_keys",
         include_str!("../migrations/0004_api_keys.sql"),
+    ),
+    (
+        5,
+        "audit_log",
+        include_str!("../migrations/0005_audit_log.sql"),
     ),
 ];
 
@@ -315,7 +321,9 @@ const KEY_COLUMNS: &str =
 
 #[async_trait]
 impl KeyCatalog for SqlCatalog {
-    async fn insert_key(&self, k: &ApiKey) -> Result<()> {
+    async fn insert_key(&self, k: &ApiKey, audit: &AuditEvent) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_audit(&mut tx, audit).await?;
         sqlx::query(&format!(
             "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         ))
@@ -328,8 +336,9 @@ impl KeyCatalog for SqlCatalog {
         .bind(k.expires_at)
         .bind(k.revoked_at)
         .bind(k.created_by.as_deref())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -366,8 +375,15 @@ impl KeyCatalog for SqlCatalog {
         id: &str,
         tenant: Option<&TenantId>,
         at: i64,
+        by: &Actor,
     ) -> Result<Option<ApiKey>> {
-        let Some(key) = self.get_key(id).await? else {
+        let select = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1");
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&select)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(key) = row.as_ref().map(key_of_row).transpose()? else {
             return Ok(None);
         };
         if tenant.is_some_and(|t| &key.tenant != t) {
@@ -377,10 +393,84 @@ impl KeyCatalog for SqlCatalog {
         sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(at)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        self.get_key(id).await
+        insert_audit(&mut tx, &crate::audit::key_revoked(&key, by, at)).await?;
+        let row = sqlx::query(&select).bind(id).fetch_one(&mut *tx).await?;
+        let revoked = key_of_row(&row)?;
+        tx.commit().await?;
+        Ok(Some(revoked))
     }
+}
+
+const AUDIT_COLUMNS: &str = "id, tenant, time, actor, action, target, detail, remote_addr, outcome";
+
+/// The audit log is append-only: this impl (and the one insert in `insert_audit`) is all the
+/// code that touches `audit_log`; nothing updates or deletes its rows.
+#[async_trait]
+impl AuditLog for SqlCatalog {
+    async fn append_audit(&self, event: &AuditEvent) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_audit(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_audit(
+        &self,
+        tenant: &TenantId,
+        range: TimeRange,
+        limit: Option<usize>,
+    ) -> Result<Vec<AuditEvent>> {
+        let limit = limit.map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let rows = sqlx::query(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE tenant = $1 AND time >= $2 AND time <= $3 \
+             ORDER BY time, id LIMIT $4"
+        ))
+        .bind(tenant.as_str())
+        .bind(range.start.unwrap_or(i64::MIN))
+        .bind(range.end.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_of_row).collect()
+    }
+}
+
+async fn insert_audit(tx: &mut sqlx::Transaction<'_, sqlx::Any>, e: &AuditEvent) -> Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    ))
+    .bind(&e.id)
+    .bind(e.tenant.as_str())
+    .bind(e.time)
+    .bind(&e.actor)
+    .bind(&e.action)
+    .bind(e.target.as_deref())
+    .bind(&e.detail)
+    .bind(e.remote_addr.as_deref())
+    .bind(e.outcome.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn audit_of_row(row: &sqlx::any::AnyRow) -> Result<AuditEvent> {
+    let tenant: String = row.try_get("tenant")?;
+    let outcome: String = row.try_get("outcome")?;
+    Ok(AuditEvent {
+        id: row.try_get("id")?,
+        tenant: TenantId::new(&tenant).map_err(|e| {
+            Error::Migration(format!("catalog holds invalid tenant {tenant:?}: {e}"))
+        })?,
+        time: row.try_get("time")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        target: row.try_get("target")?,
+        detail: row.try_get("detail")?,
+        remote_addr: row.try_get("remote_addr")?,
+        outcome: outcome.parse::<Outcome>().map_err(Error::Migration)?,
+    })
 }
 
 fn key_of_row(row: &sqlx::any::AnyRow) -> Result<ApiKey> {
@@ -605,6 +695,8 @@ mod tests {
         watermarks_are_per_node_and_table,
         api_keys_round_trip_revoke_and_tenant_filter,
         api_keys_checked_through_the_store,
+        audit_log_appends_lists_by_tenant_and_time,
+        audit_rows_land_with_key_changes_or_not_at_all,
     );
 
     fn file(id: &str, tenant: &str, min: i64) -> FileMeta {
@@ -759,6 +851,14 @@ mod tests {
         catalog.pool.close().await;
     }
 
+    fn cli() -> Actor {
+        Actor::new("cli", Some("root@box".into()))
+    }
+
+    fn created(key: &ApiKey) -> AuditEvent {
+        crate::audit::key_created(key, &cli())
+    }
+
     fn key(id: &str, tenant: &str, created_at: i64) -> ApiKey {
         ApiKey {
             id: id.into(),
@@ -784,12 +884,12 @@ mod tests {
         let plain = key("bbbbbbbbbbbb", "acme", 2);
         let other = key("cccccccccccc", "other", 3);
         for k in [&full, &plain, &other] {
-            catalog.insert_key(k).await.unwrap();
+            catalog.insert_key(k, &created(k)).await.unwrap();
         }
         // A duplicate id is refused.
         assert!(
             catalog
-                .insert_key(&key("aaaaaaaaaaaa", "x", 4))
+                .insert_key(&key("aaaaaaaaaaaa", "x", 4), &created(&full))
                 .await
                 .is_err()
         );
@@ -811,20 +911,20 @@ mod tests {
         // Another tenant's key cannot be revoked through a tenant filter.
         assert_eq!(
             catalog
-                .revoke_key("cccccccccccc", Some(&acme), 10)
+                .revoke_key("cccccccccccc", Some(&acme), 10, &cli())
                 .await
                 .unwrap(),
             None
         );
         assert_eq!(catalog.get_key("cccccccccccc").await.unwrap(), Some(other));
         let revoked = catalog
-            .revoke_key("bbbbbbbbbbbb", Some(&acme), 10)
+            .revoke_key("bbbbbbbbbbbb", Some(&acme), 10, &cli())
             .await
             .unwrap()
             .unwrap();
         assert_eq!(revoked.revoked_at, Some(10));
         let again = catalog
-            .revoke_key("bbbbbbbbbbbb", None, 20)
+            .revoke_key("bbbbbbbbbbbb", None, 20, &cli())
             .await
             .unwrap()
             .unwrap();
@@ -834,7 +934,10 @@ mod tests {
             "the first revocation time stays"
         );
         assert_eq!(
-            catalog.revoke_key("zzzzzzzzzzzz", None, 1).await.unwrap(),
+            catalog
+                .revoke_key("zzzzzzzzzzzz", None, 1, &cli())
+                .await
+                .unwrap(),
             None
         );
         catalog.pool.close().await;
@@ -849,19 +952,22 @@ mod tests {
         let node_a = KeyStore::new(catalog.clone(), Duration::from_secs(3600));
         let node_b = KeyStore::new(catalog.clone(), Duration::ZERO);
         let (row, secret) = node_a
-            .create(NewKey {
-                tenant: TenantId::new("acme").unwrap(),
-                name: "collector".into(),
-                scopes: Scopes::parse("ingest").unwrap(),
-                expires_at: None,
-                created_by: Some("cli".into()),
-            })
+            .create(
+                NewKey {
+                    tenant: TenantId::new("acme").unwrap(),
+                    name: "collector".into(),
+                    scopes: Scopes::parse("ingest").unwrap(),
+                    expires_at: None,
+                    created_by: Some("cli".into()),
+                },
+                &cli(),
+            )
             .await
             .unwrap();
         assert_eq!(catalog.get_key(&row.id).await.unwrap(), Some(row.clone()));
         assert_eq!(node_b.verify(&secret).await.unwrap().id, row.id);
         node_a.verify(&secret).await.unwrap();
-        node_b.revoke(&row.id, None).await.unwrap().unwrap();
+        node_b.revoke(&row.id, None, &cli()).await.unwrap().unwrap();
         assert!(matches!(
             node_b.verify(&secret).await,
             Err(KeyError::Revoked)
@@ -873,6 +979,155 @@ mod tests {
             node_a_fresh.verify(&secret).await,
             Err(KeyError::Revoked)
         ));
+        catalog.pool.close().await;
+    }
+
+    fn event(tenant: &str, time: i64, action: &str, outcome: Outcome) -> AuditEvent {
+        AuditEvent::at(
+            time,
+            TenantId::new(tenant).unwrap(),
+            &Actor::new("0123456789ab", Some("[::1]:51234".into())),
+            action,
+            Some("target-1"),
+            serde_json::json!({"name": "n", "quote": "it's \"fine\""}),
+            outcome,
+        )
+    }
+
+    /// Rows come back whole (NULLs, 64-bit times, JSON text), per tenant, by time, limited.
+    async fn audit_log_appends_lists_by_tenant_and_time(url: &str) {
+        let catalog = SqlCatalog::connect(url).await.unwrap();
+        let acme = TenantId::new("acme").unwrap();
+        assert_eq!(
+            catalog
+                .list_audit(&acme, TimeRange::ALL, None)
+                .await
+                .unwrap(),
+            vec![]
+        );
+        let mut late = event(
+            "acme",
+            1_763_000_000_123_456_789,
+            "key.create",
+            Outcome::Success,
+        );
+        late.target = None;
+        late.remote_addr = None;
+        let early = event("acme", -5, "key.revoke", Outcome::Denied);
+        let middle = event("acme", 100, "key.list", Outcome::Denied);
+        let other = event("other", 100, "key.create", Outcome::Success);
+        for e in [&late, &early, &other, &middle] {
+            catalog.append_audit(e).await.unwrap();
+        }
+        // An id is never reused: appending the same row again fails.
+        assert!(catalog.append_audit(&early).await.is_err());
+        let all = catalog
+            .list_audit(&acme, TimeRange::ALL, None)
+            .await
+            .unwrap();
+        assert_eq!(all, vec![early.clone(), middle.clone(), late.clone()]);
+        let range = TimeRange {
+            start: Some(0),
+            end: Some(100),
+        };
+        assert_eq!(
+            catalog.list_audit(&acme, range, None).await.unwrap(),
+            vec![middle.clone()]
+        );
+        assert_eq!(
+            catalog
+                .list_audit(&acme, TimeRange::ALL, Some(2))
+                .await
+                .unwrap(),
+            vec![early, middle]
+        );
+        let o = TenantId::new("other").unwrap();
+        assert_eq!(
+            catalog.list_audit(&o, TimeRange::ALL, None).await.unwrap(),
+            vec![other]
+        );
+        catalog.pool.close().await;
+    }
+
+    /// A key change and its audit row commit together; a failed change leaves no row, and a
+    /// revocation of an unknown (or another tenant's) key records nothing.
+    async fn audit_rows_land_with_key_changes_or_not_at_all(url: &str) {
+        use crate::audit::{KEY_CREATE, KEY_REVOKE};
+        let catalog = SqlCatalog::connect(url).await.unwrap();
+        let acme = TenantId::new("acme").unwrap();
+        let k = key("aaaaaaaaaaaa", "acme", 10);
+        catalog.insert_key(&k, &created(&k)).await.unwrap();
+        // A duplicate key id fails, and its audit row goes with it.
+        let dup = key("aaaaaaaaaaaa", "acme", 11);
+        assert!(catalog.insert_key(&dup, &created(&dup)).await.is_err());
+        // An audit row whose id is taken fails the key insert too.
+        let fresh = key("bbbbbbbbbbbb", "acme", 12);
+        let mut clash = created(&fresh);
+        clash.id = catalog
+            .list_audit(&acme, TimeRange::ALL, None)
+            .await
+            .unwrap()[0]
+            .id
+            .clone();
+        assert!(catalog.insert_key(&fresh, &clash).await.is_err());
+        assert_eq!(catalog.get_key("bbbbbbbbbbbb").await.unwrap(), None);
+        let other = TenantId::new("other").unwrap();
+        assert_eq!(
+            catalog
+                .revoke_key("aaaaaaaaaaaa", Some(&other), 20, &cli())
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            catalog
+                .revoke_key("zzzzzzzzzzzz", None, 20, &cli())
+                .await
+                .unwrap(),
+            None
+        );
+        catalog
+            .revoke_key("aaaaaaaaaaaa", Some(&acme), 30, &cli())
+            .await
+            .unwrap();
+        catalog
+            .revoke_key("aaaaaaaaaaaa", None, 40, &cli())
+            .await
+            .unwrap();
+        let log = catalog
+            .list_audit(&acme, TimeRange::ALL, None)
+            .await
+            .unwrap();
+        let summary: Vec<_> = log
+            .iter()
+            .map(|e| {
+                (
+                    e.time,
+                    e.action.as_str(),
+                    e.target.as_deref(),
+                    e.actor.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (10, KEY_CREATE, Some("aaaaaaaaaaaa"), "cli"),
+                (30, KEY_REVOKE, Some("aaaaaaaaaaaa"), "cli"),
+                (40, KEY_REVOKE, Some("aaaaaaaaaaaa"), "cli"),
+            ]
+        );
+        assert!(log[1].detail.contains(r#""already_revoked":false"#));
+        assert!(log[2].detail.contains(r#""already_revoked":true"#));
+        assert_eq!(log[0].remote_addr.as_deref(), Some("root@box"));
+        assert!(log.iter().all(|e| !e.detail.contains(&k.hash)));
+        assert!(
+            catalog
+                .list_audit(&other, TimeRange::ALL, None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         catalog.pool.close().await;
     }
 }

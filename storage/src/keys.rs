@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
+use crate::audit::{Actor, AuditEvent};
 use crate::{Error, Result, TenantId};
 
 /// Every key starts with this.
@@ -170,10 +171,13 @@ impl ApiKey {
 }
 
 /// Where key rows live. Narrow, so that the cache can be tested without a database.
+///
+/// Every change writes its audit row (`crate::audit`) in the same transaction: the change
+/// and its row land together or not at all.
 #[async_trait]
 pub trait KeyCatalog: Send + Sync + fmt::Debug {
-    /// Adds a key; its id must be new.
-    async fn insert_key(&self, key: &ApiKey) -> Result<()>;
+    /// Adds a key (its id must be new) and the audit row `audit`, all or nothing.
+    async fn insert_key(&self, key: &ApiKey, audit: &AuditEvent) -> Result<()>;
 
     /// The key with this id, if any (revoked or expired ones included).
     async fn get_key(&self, id: &str) -> Result<Option<ApiKey>>;
@@ -182,12 +186,15 @@ pub trait KeyCatalog: Send + Sync + fmt::Debug {
     async fn list_keys(&self, tenant: Option<&TenantId>) -> Result<Vec<ApiKey>>;
 
     /// Marks the key revoked at `at` unless it already is (the first revocation time stays),
-    /// and returns it; `None` when there is no key with this id (of `tenant`, when given).
+    /// records [`crate::audit::key_revoked`] by `by` in the same transaction, and returns the
+    /// key; `None` (and no audit row) when there is no key with this id (of `tenant`, when
+    /// given).
     async fn revoke_key(
         &self,
         id: &str,
         tenant: Option<&TenantId>,
         at: i64,
+        by: &Actor,
     ) -> Result<Option<ApiKey>>;
 }
 
@@ -307,8 +314,9 @@ impl KeyStore {
         self.ttl
     }
 
-    /// Creates a key; returns its row and the key itself (to be shown once).
-    pub async fn create(&self, new: NewKey) -> Result<(ApiKey, String)> {
+    /// Creates a key on behalf of `by`, with its `key.create` audit row; returns its row and
+    /// the key itself (to be shown once).
+    pub async fn create(&self, new: NewKey, by: &Actor) -> Result<(ApiKey, String)> {
         let name = new.name.trim();
         if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
             return Err(Error::Config(format!(
@@ -335,7 +343,9 @@ impl KeyStore {
             revoked_at: None,
             created_by: new.created_by,
         };
-        self.catalog.insert_key(&row).await?;
+        self.catalog
+            .insert_key(&row, &crate::audit::key_created(&row, by))
+            .await?;
         // A negative entry for this id (someone guessed it) must not hide the new key.
         self.cache.lock().remove(&row.id);
         Ok((row, generated.key))
@@ -396,11 +406,17 @@ impl KeyStore {
         Ok(key.filter(|k| tenant.is_none_or(|t| &k.tenant == t)))
     }
 
-    /// Revokes the key with this id (of `tenant`, when given); in force on this node at once.
-    pub async fn revoke(&self, id: &str, tenant: Option<&TenantId>) -> Result<Option<ApiKey>> {
+    /// Revokes the key with this id (of `tenant`, when given) on behalf of `by`, with its
+    /// `key.revoke` audit row; in force on this node at once.
+    pub async fn revoke(
+        &self,
+        id: &str,
+        tenant: Option<&TenantId>,
+        by: &Actor,
+    ) -> Result<Option<ApiKey>> {
         let revoked = self
             .catalog
-            .revoke_key(id, tenant, crate::catalog::now_ns())
+            .revoke_key(id, tenant, crate::catalog::now_ns(), by)
             .await?;
         self.cache.lock().remove(id);
         Ok(revoked)
@@ -411,17 +427,19 @@ impl KeyStore {
 mod tests {
     use super::*;
 
-    /// Key rows in memory, counting reads.
+    /// Key rows and audit rows in memory, counting reads.
     #[derive(Debug, Default)]
     struct MemKeys {
         keys: Mutex<Vec<ApiKey>>,
+        audit: Mutex<Vec<AuditEvent>>,
         reads: std::sync::atomic::AtomicUsize,
     }
 
     #[async_trait]
     impl KeyCatalog for MemKeys {
-        async fn insert_key(&self, key: &ApiKey) -> Result<()> {
+        async fn insert_key(&self, key: &ApiKey, audit: &AuditEvent) -> Result<()> {
             self.keys.lock().push(key.clone());
+            self.audit.lock().push(audit.clone());
             Ok(())
         }
         async fn get_key(&self, id: &str) -> Result<Option<ApiKey>> {
@@ -443,6 +461,7 @@ mod tests {
             id: &str,
             tenant: Option<&TenantId>,
             at: i64,
+            by: &Actor,
         ) -> Result<Option<ApiKey>> {
             let mut keys = self.keys.lock();
             let Some(k) = keys
@@ -451,6 +470,7 @@ mod tests {
             else {
                 return Ok(None);
             };
+            self.audit.lock().push(crate::audit::key_revoked(k, by, at));
             k.revoked_at.get_or_insert(at);
             Ok(Some(k.clone()))
         }
@@ -460,6 +480,10 @@ mod tests {
         fn reads(&self) -> usize {
             self.reads.load(std::sync::atomic::Ordering::Relaxed)
         }
+    }
+
+    fn by() -> Actor {
+        Actor::new("cli", None)
     }
 
     fn new_key(tenant: &str, scopes: &str) -> NewKey {
@@ -539,7 +563,10 @@ mod tests {
     async fn verify_accepts_good_keys_and_refuses_the_rest() {
         let mem = Arc::new(MemKeys::default());
         let store = KeyStore::new(mem.clone(), Duration::from_secs(3600));
-        let (row, key) = store.create(new_key("acme", "ingest")).await.unwrap();
+        let (row, key) = store
+            .create(new_key("acme", "ingest"), &by())
+            .await
+            .unwrap();
         assert_eq!(row.hash, hash_key(&key));
         assert!(!format!("{row:?}").contains(&key));
         let verified = store.verify(&key).await.unwrap();
@@ -565,11 +592,11 @@ mod tests {
         let store = KeyStore::new(Arc::new(MemKeys::default()), Duration::from_secs(3600));
         let mut past = new_key("acme", "read");
         past.expires_at = Some(crate::catalog::now_ns() - 1);
-        let (_, key) = store.create(past).await.unwrap();
+        let (_, key) = store.create(past, &by()).await.unwrap();
         assert!(matches!(store.verify(&key).await, Err(KeyError::Expired)));
         let mut future = new_key("acme", "read");
         future.expires_at = Some(crate::catalog::now_ns() + 3_600_000_000_000);
-        let (_, key) = store.create(future).await.unwrap();
+        let (_, key) = store.create(future, &by()).await.unwrap();
         assert!(store.verify(&key).await.is_ok());
     }
 
@@ -577,7 +604,10 @@ mod tests {
     async fn cache_answers_without_the_catalog_until_the_ttl() {
         let mem = Arc::new(MemKeys::default());
         let store = KeyStore::new(mem.clone(), Duration::from_secs(3600));
-        let (_, key) = store.create(new_key("acme", "ingest")).await.unwrap();
+        let (_, key) = store
+            .create(new_key("acme", "ingest"), &by())
+            .await
+            .unwrap();
         for _ in 0..100 {
             store.verify(&key).await.unwrap();
         }
@@ -603,11 +633,11 @@ mod tests {
         let elsewhere = KeyStore::new(mem.clone(), Duration::ZERO);
         // And one that has cached the key for an hour.
         let cached_elsewhere = KeyStore::new(mem.clone(), Duration::from_secs(3600));
-        let (row, key) = here.create(new_key("acme", "ingest")).await.unwrap();
+        let (row, key) = here.create(new_key("acme", "ingest"), &by()).await.unwrap();
         here.verify(&key).await.unwrap();
         elsewhere.verify(&key).await.unwrap();
         cached_elsewhere.verify(&key).await.unwrap();
-        let revoked = here.revoke(&row.id, None).await.unwrap().unwrap();
+        let revoked = here.revoke(&row.id, None, &by()).await.unwrap().unwrap();
         let first = revoked.revoked_at.unwrap();
         assert!(matches!(here.verify(&key).await, Err(KeyError::Revoked)));
         assert!(matches!(
@@ -617,19 +647,19 @@ mod tests {
         // Within its TTL a node may still accept the key: that is the documented bound.
         assert!(cached_elsewhere.verify(&key).await.is_ok());
         // Revoking again keeps the first time.
-        let again = here.revoke(&row.id, None).await.unwrap().unwrap();
+        let again = here.revoke(&row.id, None, &by()).await.unwrap().unwrap();
         assert_eq!(again.revoked_at, Some(first));
     }
 
     #[tokio::test]
     async fn other_tenants_keys_are_invisible_through_the_tenant_filter() {
         let store = KeyStore::new(Arc::new(MemKeys::default()), KEY_CACHE_TTL);
-        let (a, key_a) = store.create(new_key("a", "admin")).await.unwrap();
-        let (b, _) = store.create(new_key("b", "admin")).await.unwrap();
+        let (a, key_a) = store.create(new_key("a", "admin"), &by()).await.unwrap();
+        let (b, _) = store.create(new_key("b", "admin"), &by()).await.unwrap();
         let ta = TenantId::new("a").unwrap();
         assert_eq!(store.get(&b.id, Some(&ta)).await.unwrap(), None);
         assert_eq!(store.get(&a.id, Some(&ta)).await.unwrap(), Some(a.clone()));
-        assert_eq!(store.revoke(&b.id, Some(&ta)).await.unwrap(), None);
+        assert_eq!(store.revoke(&b.id, Some(&ta), &by()).await.unwrap(), None);
         assert_eq!(store.list(Some(&ta)).await.unwrap(), vec![a]);
         assert_eq!(store.list(None).await.unwrap().len(), 2);
         store.verify(&key_a).await.unwrap();
@@ -640,12 +670,33 @@ mod tests {
         let store = KeyStore::new(Arc::new(MemKeys::default()), KEY_CACHE_TTL);
         let mut k = new_key("a", "read");
         k.name = " ".into();
-        assert!(store.create(k).await.is_err());
+        assert!(store.create(k, &by()).await.is_err());
         let mut k = new_key("a", "read");
         k.name = "a\nb".into();
-        assert!(store.create(k).await.is_err());
+        assert!(store.create(k, &by()).await.is_err());
         let mut k = new_key("a", "read");
         k.scopes = Scopes::default();
-        assert!(store.create(k).await.is_err());
+        assert!(store.create(k, &by()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn create_and_revoke_record_who_and_from_where() {
+        let mem = Arc::new(MemKeys::default());
+        let store = KeyStore::new(mem.clone(), KEY_CACHE_TTL);
+        let by = Actor::new("0123456789ab", Some("10.0.0.7:40000".into()));
+        let (row, key) = store.create(new_key("acme", "read"), &by).await.unwrap();
+        store.revoke(&row.id, None, &by).await.unwrap().unwrap();
+        // Unknown keys change nothing and record nothing.
+        assert_eq!(store.revoke("000000000000", None, &by).await.unwrap(), None);
+        let log = mem.audit.lock().clone();
+        let actions: Vec<_> = log.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, vec!["key.create", "key.revoke"]);
+        for e in &log {
+            assert_eq!(e.actor, "0123456789ab");
+            assert_eq!(e.remote_addr.as_deref(), Some("10.0.0.7:40000"));
+            assert_eq!(e.target.as_deref(), Some(row.id.as_str()));
+            assert_eq!(e.tenant.as_str(), "acme");
+            assert!(!e.detail.contains(&key) && !e.detail.contains(&row.hash));
+        }
     }
 }

@@ -19,6 +19,7 @@
 //! Depends on `strata-proto` only (per `docs/ARCHITECTURE.md`); nothing here knows about
 //! HTTP, gRPC or SQL.
 
+pub mod audit;
 pub mod cache;
 pub mod catalog;
 mod error;
@@ -32,6 +33,7 @@ mod store;
 mod tenant;
 pub mod wal;
 
+pub use audit::{Actor, AuditEvent, AuditLog, Outcome};
 pub use catalog::{Catalog, FileMeta, SqlCatalog, Watermark};
 pub use error::{Error, Result};
 pub use keys::{ApiKey, KeyCatalog, KeyStore, Scope, Scopes};

@@ -121,3 +121,19 @@ def test_a_missing_key_file_fails_the_start_with_the_path(strata_bin, tmp_path, 
     )
     assert r.returncode != 0
     assert "nope.pem" in r.stderr
+
+
+def test_the_audit_log_records_the_client_address_over_tls(tls_node, cert):
+    """The TLS listener hands the connection's peer address to the API (docs/SECURITY.md)."""
+    tenant = unique_tenant("tls-audit")
+    headers = {"X-Scope-OrgID": tenant, "Accept": "application/json"}
+    r = requests.post(f"https://{tls_node.http_addr}/api/v1/keys", json={"name": "k", "scopes": ["read"]},
+                      headers=headers, verify=str(cert[0]), timeout=10)
+    assert r.status_code == 201, r.text
+    r = requests.post(f"https://{tls_node.http_addr}/api/v1/sql",
+                      json={"sql": "SELECT actor, action, remote_addr FROM audit"},
+                      headers=headers, verify=str(cert[0]), timeout=10)
+    assert r.status_code == 200, r.text
+    [[actor, action, remote_addr]] = r.json()["rows"]
+    assert (actor, action) == ("anonymous", "key.create")
+    assert remote_addr.startswith("127.0.0.1:"), remote_addr
