@@ -101,7 +101,9 @@ def test_joins_subqueries_and_unions_stay_within_the_tenant(node, two_tenants):
         SELECT count(*) FROM spans s1 CROSS JOIN spans s2 CROSS JOIN logs""", b) == [(1,)]
 
 
-def test_information_schema_lists_only_the_three_tables(node, two_tenants):
+def test_information_schema_lists_only_the_tenants_own_tables(node, two_tenants):
+    # The three signal tables, and `audit`: with auth none every caller is an admin of its
+    # tenant (test_audit.py checks that a read key does not see it).
     a, b, _ = two_tenants
     for t in (a, b):
         rows = node.sql("""SELECT table_catalog, table_schema, table_name, table_type
@@ -109,7 +111,7 @@ def test_information_schema_lists_only_the_three_tables(node, two_tenants):
                            WHERE table_schema <> 'information_schema' ORDER BY table_name""", tenant=t)
         assert rows == [
             {"table_catalog": "strata", "table_schema": "public", "table_name": name, "table_type": "BASE TABLE"}
-            for name in ("logs", "metrics", "spans")
+            for name in ("audit", "logs", "metrics", "spans")
         ]
         everything = node.sql("SELECT * FROM information_schema.tables", tenant=t)
         assert a not in str(everything) and b not in str(everything)
@@ -117,7 +119,7 @@ def test_information_schema_lists_only_the_three_tables(node, two_tenants):
         assert catalogs == {"strata"}
         columns = node.sql("""SELECT DISTINCT table_name FROM information_schema.columns
                               WHERE table_schema = 'public' ORDER BY table_name""", tenant=t)
-        assert columns == [{"table_name": "logs"}, {"table_name": "metrics"}, {"table_name": "spans"}]
+        assert columns == [{"table_name": n} for n in ("audit", "logs", "metrics", "spans")]
         all_columns = node.sql("SELECT * FROM information_schema.columns", tenant=t)
         assert a not in str(all_columns) and b not in str(all_columns)
         assert "aaa" not in str(all_columns)
