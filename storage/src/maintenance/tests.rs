@@ -479,6 +479,23 @@ async fn sorted_inputs(
     (metas, all)
 }
 
+/// Runs a merge on a blocking thread, as compaction does.
+async fn run_merge(
+    store: &Arc<dyn ObjectStore>,
+    inputs: Vec<FileMeta>,
+    out: &MergeOutput,
+    cancelled: bool,
+) -> Result<Option<crate::merge::MergedFile>> {
+    let handle = tokio::runtime::Handle::current();
+    let (store, out) = (store.clone(), out.clone());
+    tokio::task::spawn_blocking(move || {
+        let cancel = std::sync::atomic::AtomicBool::new(cancelled);
+        merge_sorted_files(&handle, &store, Signal::Logs, &inputs, &out, &cancel)
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streaming_merge_equals_a_full_sort_across_batch_and_part_boundaries() {
     use crate::merge::{INPUT_BATCH_ROWS, OUTPUT_BATCH_ROWS};
@@ -492,24 +509,10 @@ async fn a_streaming_merge_equals_a_full_sort_across_batch_and_part_boundaries()
         part_bytes: 64 * 1024,
         ..MergeOutput::new(Path::from("out/merged.parquet"), COMPACTION_ZSTD_LEVEL)
     };
-    let handle = tokio::runtime::Handle::current();
-    let merged = {
-        let (store, out) = (store.clone(), out.clone());
-        tokio::task::spawn_blocking(move || {
-            merge_sorted_files(
-                &handle,
-                &store,
-                Signal::Logs,
-                &inputs,
-                &out,
-                &std::sync::atomic::AtomicBool::new(false),
-            )
-        })
+    let merged = run_merge(&store, inputs, &out, false)
         .await
         .unwrap()
-        .unwrap()
-        .unwrap()
-    };
+        .unwrap();
     let object = store.head(&out.path).await.unwrap();
     assert_eq!(merged.size_bytes as u64, object.size);
     assert!(
@@ -551,22 +554,7 @@ async fn a_cancelled_merge_writes_nothing() {
         part_bytes: 16 * 1024,
         ..MergeOutput::new(Path::from("out/cancelled.parquet"), COMPACTION_ZSTD_LEVEL)
     };
-    let handle = tokio::runtime::Handle::current();
-    let result = {
-        let (store, out) = (store.clone(), out.clone());
-        tokio::task::spawn_blocking(move || {
-            merge_sorted_files(
-                &handle,
-                &store,
-                Signal::Logs,
-                &inputs,
-                &out,
-                &std::sync::atomic::AtomicBool::new(true),
-            )
-        })
-        .await
-        .unwrap()
-    };
+    let result = run_merge(&store, inputs, &out, true).await;
     assert!(matches!(result, Err(Error::ShuttingDown)), "{result:?}");
     assert!(matches!(
         store.head(&out.path).await,
@@ -579,23 +567,7 @@ async fn merging_only_empty_files_writes_nothing() {
     let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
     let (inputs, _) = sorted_inputs(&store, 2, 0).await;
     let out = MergeOutput::new(Path::from("out/empty.parquet"), COMPACTION_ZSTD_LEVEL);
-    let handle = tokio::runtime::Handle::current();
-    let merged = {
-        let (store, out) = (store.clone(), out.clone());
-        tokio::task::spawn_blocking(move || {
-            merge_sorted_files(
-                &handle,
-                &store,
-                Signal::Logs,
-                &inputs,
-                &out,
-                &std::sync::atomic::AtomicBool::new(false),
-            )
-        })
-        .await
-        .unwrap()
-        .unwrap()
-    };
+    let merged = run_merge(&store, inputs, &out, false).await.unwrap();
     assert_eq!(merged, None);
     assert!(store.head(&out.path).await.is_err());
 }
