@@ -54,6 +54,7 @@ mod tests {
 
     #[test]
     fn one_line_per_interval_with_the_count_of_the_others() {
+        // The clock is the test's: every instant is given, nothing waits or reads the time.
         let log = RateLimitedLog::new(Duration::from_secs(1));
         let t0 = log.start;
         assert_eq!(log.allow_at(t0), Some(0));

@@ -175,28 +175,31 @@ pub fn merge_sorted_files(
     };
     let mut pending: Vec<(usize, usize)> = Vec::with_capacity(OUTPUT_BATCH_ROWS);
     let result = (|| -> Result<()> {
-        while let Some(&head) = active.first() {
-            let cursor = &mut cursors[head];
-            pending.push((cursor.slot, cursor.pos));
-            cursor.pos += 1;
-            if cursor.pos == cursor.len() {
-                if cancel.load(Ordering::Relaxed) {
-                    return Err(Error::ShuttingDown);
+        loop {
+            if let Some(&head) = active.first() {
+                let cursor = &mut cursors[head];
+                pending.push((cursor.slot, cursor.pos));
+                cursor.pos += 1;
+                if cursor.pos == cursor.len() {
+                    if cancel.load(Ordering::Relaxed) {
+                        return Err(Error::ShuttingDown);
+                    }
+                    if !cursor.advance_batch(handle, &converter, &key_indices, &mut slots)? {
+                        active.remove(0);
+                    }
                 }
-                if !cursor.advance_batch(handle, &converter, &key_indices, &mut slots)? {
-                    active.remove(0);
+                if active.first() == Some(&head) && active.len() > 1 {
+                    // Move the head to its place among the others (they are still sorted).
+                    let rest = &active[1..];
+                    let at = rest.partition_point(|&other| compare(&cursors, other, head).is_lt());
+                    if at > 0 {
+                        active.copy_within(1..=at, 0);
+                        active[at] = head;
+                    }
                 }
             }
-            if active.first() == Some(&head) && active.len() > 1 {
-                // Move the head to its place among the others (they are still sorted).
-                let rest = &active[1..];
-                let at = rest.partition_point(|&other| compare(&cursors, other, head).is_lt());
-                if at > 0 {
-                    active.copy_within(1..=at, 0);
-                    active[at] = head;
-                }
-            }
-            if pending.len() == OUTPUT_BATCH_ROWS {
+            // A full output batch, or the last rows once every input is exhausted.
+            if pending.len() == OUTPUT_BATCH_ROWS || active.is_empty() {
                 emit(
                     handle,
                     &mut writer,
@@ -207,22 +210,14 @@ pub fn merge_sorted_files(
                     time_index,
                     &mut merged,
                 )?;
+                if active.is_empty() {
+                    return Ok(());
+                }
                 if cancel.load(Ordering::Relaxed) {
                     return Err(Error::ShuttingDown);
                 }
             }
         }
-        emit(
-            handle,
-            &mut writer,
-            &mut slots,
-            &mut pending,
-            &mut cursors,
-            &active,
-            time_index,
-            &mut merged,
-        )?;
-        Ok(())
     })();
     match result {
         Ok(()) if merged.rows == 0 => {
