@@ -2,5 +2,22 @@
 //!
 //! Alert rules written in SQL, their evaluation, alert state, and the alerter (routing,
 //! grouping, inhibition, silences, correlation into incidents, escalation) with its
-//! notifiers. Nothing here yet: the alerting issue builds it on `strata-query`, and may
-//! use `strata-storage` only for its state in the catalog database.
+//! notifiers (docs/ALERTING.md).
+//!
+//! ```text
+//! rules::Scheduler ─ SQL ─► strata_query ─► eval::RuleState ─► Alerter::receive ◄─ POST /api/v2/alerts
+//!                                                  │ alerts table        │ route, group, inhibit,
+//!                                                  ▼                     │ silence, correlate,
+//!                                            alert_history            ▼ escalate
+//!                                                              notify::Outbox ─► webhooks
+//! ```
+//!
+//! Every component takes its time from a [`time::Clock`]: tests drive each timer with a
+//! [`time::ManualClock`]. State lives in the catalog through [`strata_storage::DocStore`].
+
+pub mod model;
+pub mod receiver;
+pub mod time;
+
+pub use model::{Alert, AlertSource, Fingerprint, Labels, Notification, NotificationKind, Status};
+pub use time::{Clock, ManualClock, Nanos, SystemClock};

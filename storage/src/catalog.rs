@@ -101,6 +101,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit_log",
         include_str!("../migrations/0005_audit_log.sql"),
     ),
+    (
+        6,
+        "alerting",
+        include_str!("../migrations/0006_alerting.sql"),
+    ),
 ];
 
 /// The catalog on SQLite or PostgreSQL.
@@ -154,6 +159,11 @@ impl SqlCatalog {
         };
         catalog.migrate().await?;
         Ok(catalog)
+    }
+
+    /// The connection pool (for the other stores of this crate that live in the catalog).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// Applies pending migrations. On PostgreSQL, nodes starting together on one catalog
@@ -437,7 +447,10 @@ impl AuditLog for SqlCatalog {
     }
 }
 
-async fn insert_audit(tx: &mut sqlx::Transaction<'_, sqlx::Any>, e: &AuditEvent) -> Result<()> {
+pub(crate) async fn insert_audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    e: &AuditEvent,
+) -> Result<()> {
     sqlx::query(&format!(
         "INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     ))

@@ -22,6 +22,7 @@
 pub mod audit;
 pub mod cache;
 pub mod catalog;
+pub mod docs;
 mod error;
 pub mod keys;
 pub mod maintenance;
@@ -35,6 +36,7 @@ pub mod wal;
 
 pub use audit::{Actor, AuditEvent, AuditLog, Outcome};
 pub use catalog::{Catalog, FileMeta, SqlCatalog, Watermark};
+pub use docs::{AlertHistoryRow, Doc, DocStore, MemoryDocStore};
 pub use error::{Error, Result};
 pub use keys::{ApiKey, KeyCatalog, KeyStore, Scope, Scopes};
 pub use store::{Snapshot, Storage, StorageConfig, TimeRange};
