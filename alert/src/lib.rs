@@ -17,7 +17,10 @@
 
 pub mod model;
 pub mod receiver;
+pub mod template;
 pub mod time;
 
-pub use model::{Alert, AlertSource, Fingerprint, Labels, Notification, NotificationKind, Status};
+pub use model::{
+    Alert, AlertSink, AlertSource, Fingerprint, Labels, Notification, NotificationKind, Status,
+};
 pub use time::{Clock, ManualClock, Nanos, SystemClock};

@@ -180,6 +180,13 @@ pub struct Notification {
     pub created_at: Nanos,
 }
 
+/// Where evaluated and received alerts go: the alerter. Rules hand it every active instance
+/// at each evaluation (and resolved ones once, with `ends_at` set), the way Prometheus sends
+/// to Alertmanager; the intake hands it what `POST /api/v2/alerts` received.
+pub trait AlertSink: Send + Sync {
+    fn receive(&self, tenant: &str, alerts: Vec<Alert>, now: Nanos);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,7 +201,10 @@ mod tests {
     #[test]
     fn fingerprint_matches_the_prometheus_label_set_hash() {
         // The empty label set hashes to the FNV-1a offset basis.
-        assert_eq!(Fingerprint::of(&Labels::new()).to_string(), "cbf29ce484222325");
+        assert_eq!(
+            Fingerprint::of(&Labels::new()).to_string(),
+            "cbf29ce484222325"
+        );
         // Order of insertion does not matter; any change of name or value does.
         let a = labels(&[("alertname", "HighErrors"), ("service", "cart")]);
         let b = labels(&[("service", "cart"), ("alertname", "HighErrors")]);

@@ -199,9 +199,24 @@ mod tests {
             ("1y", 365 * 86_400_000),
         ];
         for (text, ms) in ok {
-            assert_eq!(parse_duration(text), Ok(Duration::from_millis(ms)), "{text}");
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(ms)),
+                "{text}"
+            );
         }
-        for bad in ["", "5", "m", "5x", "1m1h", "1s1s", "-5m", "1.5h", " 5m", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "5",
+            "m",
+            "5x",
+            "1m1h",
+            "1s1s",
+            "-5m",
+            "1.5h",
+            " 5m",
+            "99999999999999999999s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
         }
     }
