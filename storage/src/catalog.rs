@@ -710,6 +710,8 @@ mod tests {
         api_keys_checked_through_the_store,
         audit_log_appends_lists_by_tenant_and_time,
         audit_rows_land_with_key_changes_or_not_at_all,
+        alerting_docs_upsert_list_delete_per_tenant,
+        alert_history_appends_and_lists_by_tenant_and_time,
     );
 
     fn file(id: &str, tenant: &str, min: i64) -> FileMeta {
@@ -1142,5 +1144,112 @@ mod tests {
                 .is_empty()
         );
         catalog.pool.close().await;
+    }
+
+    /// Alerting documents: put replaces, lists are per tenant and kind, deletes say whether
+    /// something was there, and an audited change lands with its audit row.
+    async fn alerting_docs_upsert_list_delete_per_tenant(url: &str) {
+        use crate::docs::{Doc, DocStore};
+        let catalog = SqlCatalog::connect(url).await.unwrap();
+        let a = TenantId::new("a").unwrap();
+        let b = TenantId::new("b").unwrap();
+        let doc = |tenant: &TenantId, kind: &str, id: &str, body: &str, at: i64| Doc {
+            tenant: tenant.clone(),
+            kind: kind.into(),
+            id: id.into(),
+            body: body.into(),
+            updated_at: at,
+        };
+        let event = AuditEvent::at(
+            5,
+            a.clone(),
+            &Actor::new("k1", None),
+            "silence.create",
+            Some("s1"),
+            serde_json::json!({}),
+            Outcome::Success,
+        );
+        catalog
+            .put_doc(&doc(&a, "silence", "s1", r#"{"v":1}"#, 1), Some(&event))
+            .await
+            .unwrap();
+        catalog
+            .put_doc(&doc(&a, "silence", "s1", r#"{"v":2}"#, 2), None)
+            .await
+            .unwrap();
+        catalog
+            .put_doc(&doc(&a, "incident", "i1", "{}", 3), None)
+            .await
+            .unwrap();
+        catalog
+            .put_doc(&doc(&b, "silence", "s2", "{}", 4), None)
+            .await
+            .unwrap();
+
+        let got = catalog.get_doc(&a, "silence", "s1").await.unwrap().unwrap();
+        assert_eq!((got.body.as_str(), got.updated_at), (r#"{"v":2}"#, 2));
+        assert_eq!(catalog.get_doc(&b, "silence", "s1").await.unwrap(), None);
+        let ids = |docs: Vec<Doc>| docs.into_iter().map(|d| d.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(catalog.list_docs(Some(&a), "silence").await.unwrap()),
+            ["s1"]
+        );
+        assert_eq!(
+            ids(catalog.list_docs(None, "silence").await.unwrap()),
+            ["s1", "s2"]
+        );
+
+        // Deleting another tenant's document finds nothing and writes no audit row.
+        assert!(
+            !catalog
+                .delete_doc(&b, "silence", "s1", Some(&event))
+                .await
+                .unwrap()
+        );
+        assert!(catalog.delete_doc(&a, "silence", "s1", None).await.unwrap());
+        assert_eq!(catalog.get_doc(&a, "silence", "s1").await.unwrap(), None);
+        let audit = catalog.list_audit(&a, TimeRange::ALL, None).await.unwrap();
+        assert_eq!(audit.len(), 1);
+        assert_eq!(audit[0].action, "silence.create");
+    }
+
+    async fn alert_history_appends_and_lists_by_tenant_and_time(url: &str) {
+        use crate::docs::{AlertHistoryRow, DocStore};
+        let catalog = SqlCatalog::connect(url).await.unwrap();
+        let row = |id: &str, tenant: &str, time: i64, value: Option<f64>| AlertHistoryRow {
+            id: id.into(),
+            tenant: TenantId::new(tenant).unwrap(),
+            time,
+            alertname: "HighErrors".into(),
+            fingerprint: "00000000000000ff".into(),
+            state: "firing".into(),
+            value,
+            labels: r#"{"service":"cart"}"#.into(),
+            annotations: "{}".into(),
+            source: "rule".into(),
+        };
+        catalog
+            .append_history(&[
+                row("1", "a", 10, Some(0.25)),
+                row("2", "a", 20, None),
+                row("3", "b", 15, Some(1.0)),
+            ])
+            .await
+            .unwrap();
+        let a = TenantId::new("a").unwrap();
+        let all = catalog
+            .list_history(&a, TimeRange::ALL, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            all,
+            vec![row("1", "a", 10, Some(0.25)), row("2", "a", 20, None)]
+        );
+        let late = TimeRange {
+            start: Some(11),
+            end: None,
+        };
+        let got = catalog.list_history(&a, late, Some(5)).await.unwrap();
+        assert_eq!(got.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["2"]);
     }
 }

@@ -95,9 +95,8 @@ const HISTORY_COLUMNS: &str =
     "id, tenant, time, alertname, fingerprint, state, value, labels, annotations, source";
 
 fn tenant_of(name: String) -> Result<TenantId> {
-    TenantId::new(&name).map_err(|e| {
-        crate::Error::Migration(format!("catalog holds invalid tenant {name:?}: {e}"))
-    })
+    TenantId::new(&name)
+        .map_err(|e| crate::Error::Migration(format!("catalog holds invalid tenant {name:?}: {e}")))
 }
 
 fn doc_of_row(row: &sqlx::any::AnyRow) -> Result<Doc> {
@@ -146,26 +145,25 @@ impl DocStore for SqlCatalog {
     }
 
     async fn list_docs(&self, tenant: Option<&TenantId>, kind: &str) -> Result<Vec<Doc>> {
-        let rows = match tenant {
-            Some(t) => {
-                sqlx::query(&format!(
-                    "SELECT {DOC_COLUMNS} FROM alerting_docs WHERE tenant = $1 AND kind = $2 \
+        let rows =
+            match tenant {
+                Some(t) => {
+                    sqlx::query(&format!(
+                        "SELECT {DOC_COLUMNS} FROM alerting_docs WHERE tenant = $1 AND kind = $2 \
                      ORDER BY id"
-                ))
-                .bind(t.as_str())
-                .bind(kind)
-                .fetch_all(self.pool())
-                .await?
-            }
-            None => {
-                sqlx::query(&format!(
+                    ))
+                    .bind(t.as_str())
+                    .bind(kind)
+                    .fetch_all(self.pool())
+                    .await?
+                }
+                None => sqlx::query(&format!(
                     "SELECT {DOC_COLUMNS} FROM alerting_docs WHERE kind = $1 ORDER BY tenant, id"
                 ))
                 .bind(kind)
                 .fetch_all(self.pool())
-                .await?
-            }
-        };
+                .await?,
+            };
         rows.iter().map(doc_of_row).collect()
     }
 
@@ -177,14 +175,13 @@ impl DocStore for SqlCatalog {
         audit: Option<&AuditEvent>,
     ) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
-        let done = sqlx::query(
-            "DELETE FROM alerting_docs WHERE tenant = $1 AND kind = $2 AND id = $3",
-        )
-        .bind(tenant.as_str())
-        .bind(kind)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        let done =
+            sqlx::query("DELETE FROM alerting_docs WHERE tenant = $1 AND kind = $2 AND id = $3")
+                .bind(tenant.as_str())
+                .bind(kind)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         let existed = done.rows_affected() > 0;
         if existed && let Some(event) = audit {
             crate::catalog::insert_audit(&mut tx, event).await?;
@@ -274,7 +271,11 @@ impl MemoryDocStore {
 #[async_trait]
 impl DocStore for MemoryDocStore {
     async fn put_doc(&self, doc: &Doc, audit: Option<&AuditEvent>) -> Result<()> {
-        let key = (doc.tenant.as_str().to_string(), doc.kind.clone(), doc.id.clone());
+        let key = (
+            doc.tenant.as_str().to_string(),
+            doc.kind.clone(),
+            doc.id.clone(),
+        );
         self.docs.lock().insert(key, doc.clone());
         if let Some(event) = audit {
             self.audit.lock().push(event.clone());
@@ -283,7 +284,11 @@ impl DocStore for MemoryDocStore {
     }
 
     async fn get_doc(&self, tenant: &TenantId, kind: &str, id: &str) -> Result<Option<Doc>> {
-        let key = (tenant.as_str().to_string(), kind.to_string(), id.to_string());
+        let key = (
+            tenant.as_str().to_string(),
+            kind.to_string(),
+            id.to_string(),
+        );
         Ok(self.docs.lock().get(&key).cloned())
     }
 
@@ -301,7 +306,11 @@ impl DocStore for MemoryDocStore {
         id: &str,
         audit: Option<&AuditEvent>,
     ) -> Result<bool> {
-        let key = (tenant.as_str().to_string(), kind.to_string(), id.to_string());
+        let key = (
+            tenant.as_str().to_string(),
+            kind.to_string(),
+            id.to_string(),
+        );
         let existed = self.docs.lock().remove(&key).is_some();
         if existed && let Some(event) = audit {
             self.audit.lock().push(event.clone());
