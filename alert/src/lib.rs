@@ -15,6 +15,7 @@
 //! Every component takes its time from a [`time::Clock`]: tests drive each timer with a
 //! [`time::ManualClock`]. State lives in the catalog through [`strata_storage::DocStore`].
 
+pub mod intake;
 pub mod model;
 pub mod receiver;
 pub mod template;

@@ -189,6 +189,27 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_TLS_KEY_FILE", value_name = "FILE")]
     pub tls_key_file: Option<PathBuf>,
 
+    /// Alert rule file, or directory of `*.yml`/`*.yaml` rule files (docs/ALERTING.md),
+    /// loaded at start and on reload; its groups are read-only through the API
+    #[arg(long, env = "STRATA_RULES", value_name = "PATH")]
+    pub rules: Option<PathBuf>,
+
+    /// Alerter configuration (YAML: routes, receivers, inhibition, time intervals,
+    /// escalation policies; docs/ALERTING.md), reloaded on SIGHUP and `POST /-/reload`
+    /// [default: one route to a receiver without integrations]
+    #[arg(long, env = "STRATA_ALERTER_CONFIG", value_name = "FILE")]
+    pub alerter_config: Option<PathBuf>,
+
+    /// This node's URL as users reach it: links in notifications (`externalURL`,
+    /// `generatorURL`) [default: the alerter file's `delivery.external_url`]
+    #[arg(long, env = "STRATA_EXTERNAL_URL", value_name = "URL")]
+    pub external_url: Option<String>,
+
+    /// The window of spans the service graph (incident correlation) is derived from
+    /// [default: 15m]
+    #[arg(long, env = "STRATA_SERVICE_GRAPH_WINDOW", value_name = "DURATION", value_parser = parse_duration)]
+    pub service_graph_window: Option<Duration>,
+
     #[command(flatten)]
     pub limits: LimitArgs,
     /// `none` (single user: the tenant is X-Scope-OrgID) or `keys` (every OTLP export and API
@@ -236,6 +257,11 @@ pub struct FileConfig {
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
     pub auth: Option<AuthMode>,
+    pub rules: Option<PathBuf>,
+    pub alerter_config: Option<PathBuf>,
+    pub external_url: Option<String>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub service_graph_window: Option<Duration>,
 }
 
 /// The `[retention]` table of the file: a default, per-signal defaults, per-tenant
@@ -348,6 +374,13 @@ pub struct Config {
     /// `STRATA_BOOTSTRAP_TENANT` [default: default]: the bootstrap key's tenant, whose admin
     /// keys may also read the node-wide `/metrics`.
     pub operator_tenant: TenantId,
+    /// Alert rule file or directory.
+    pub rules: Option<PathBuf>,
+    /// Alerter configuration file.
+    pub alerter_config: Option<PathBuf>,
+    /// Overrides the alerter file's `delivery.external_url`.
+    pub external_url: Option<String>,
+    pub service_graph_window: Duration,
 }
 
 /// A secret: compared and used, never printed.
@@ -482,7 +515,24 @@ impl ServeArgs {
             }
         };
         let (bootstrap_admin_key, operator_tenant) = bootstrap_from(|v| std::env::var(v).ok())?;
+        let service_graph_window = self
+            .service_graph_window
+            .or(file.service_graph_window)
+            .unwrap_or(Duration::from_secs(15 * 60));
+        if service_graph_window.is_zero() {
+            return Err(ConfigError::Invalid(
+                "service_graph_window must be above 0".into(),
+            ));
+        }
         Ok(Config {
+            rules: self.rules.or(file.rules).map(|p| absolute(&p)).transpose()?,
+            alerter_config: self
+                .alerter_config
+                .or(file.alerter_config)
+                .map(|p| absolute(&p))
+                .transpose()?,
+            external_url: self.external_url.or(file.external_url),
+            service_graph_window,
             limits,
             tls,
             auth: self.auth.or(file.auth).unwrap_or(AuthMode::None),
@@ -581,7 +631,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 
 fn absolute(path: &Path) -> Result<PathBuf, ConfigError> {
     std::path::absolute(path)
-        .map_err(|e| ConfigError::Invalid(format!("data_dir {}: {e}", path.display())))
+        .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))
 }
 
 /// Parses `500ms`, `30s`, `5m`, `2h` (a bare number is seconds).
