@@ -19,8 +19,8 @@
 # `all` ends with the fuzz stage (scripts/fuzz.sh: installs cargo-fuzz, builds the targets of
 # fuzz/ with the stable toolchain, runs each for a bounded time; docs/FUZZING.md).
 #
-# Needs: cargo, python3 (3.10+), and Debian's PostgreSQL (installed here with apt-get when
-# missing and running as root). Creates .venv/ for the Python test clients and moto. Starts
+# Needs: cargo, python3 (3.10+), and Debian's PostgreSQL, Prometheus and Alertmanager
+# (installed here with apt-get when missing and running as root). Creates .venv/ for the Python test clients and moto. Starts
 # PostgreSQL and moto on free ports of 127.0.0.1 and stops them on exit (scripts/services.sh).
 # STRATA_TEST_POSTGRES_URL / STRATA_E2E_S3_ENDPOINT, when already set, are used instead.
 set -euo pipefail
@@ -149,6 +149,30 @@ start_services() {
   fi
 }
 
+# Prometheus (a real rule evaluator sending alerts) and Alertmanager (the reference webhook
+# payload) for tests/e2e/test_alerting.py: Debian's packages, installed when missing and root.
+ensure_prometheus_installed() {
+  local missing=()
+  command -v prometheus >/dev/null || missing+=(prometheus)
+  command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+  [[ ${#missing[@]} -gt 0 ]] || return 0
+  if [[ $(id -u) -ne 0 ]]; then
+    die "${missing[*]} not installed and this is not root: sudo apt-get install -y ${missing[*]}"
+  fi
+  step "apt-get install ${missing[*]}"
+  local no_start=
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    no_start=1
+  fi
+  local status=0
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } ||
+    status=$?
+  [[ -z $no_start ]] || rm -f /usr/sbin/policy-rc.d
+  [[ $status -eq 0 ]] || die "apt-get install ${missing[*]} failed"
+}
+
 python_env() {
   if [[ ! -x .venv/bin/python ]]; then
     python3 -m venv .venv
@@ -160,6 +184,7 @@ python_env() {
 
 if [[ $what == all || $what == e2e ]]; then
   # moto_server comes from the venv: make it before the services.
+  ensure_prometheus_installed
   stage "python test environment (.venv)" python_env
   [[ ${#failed[@]} -eq 0 ]] || {
     print_summary
