@@ -746,8 +746,8 @@ fn flush_group(
             &resolved,
             &seq.to_string(),
         );
-        let alerts = (firing.iter().chain(&resolved))
-            .filter_map(|fp| st.alerts.get(fp).cloned())
+        let alerts = sorted(firing.iter().filter_map(|fp| st.alerts.get(fp)))
+            .chain(sorted(resolved.iter().filter_map(|fp| st.alerts.get(fp))))
             .collect();
         if let Some(inc) = (group.incident.as_ref()).and_then(|i| st.incidents.get_mut(i))
             && !inc.is_resolved()
@@ -930,11 +930,15 @@ fn correlate(
     id
 }
 
+/// Alerts ordered by their labels (as Alertmanager orders a notification's alerts).
+fn sorted<'a>(alerts: impl Iterator<Item = &'a Alert>) -> std::vec::IntoIter<Alert> {
+    let mut v: Vec<Alert> = alerts.cloned().collect();
+    v.sort_by(|a, b| a.labels.cmp(&b.labels));
+    v.into_iter()
+}
+
 fn incident_alerts(inc: &Incident, alerts: &BTreeMap<Fingerprint, Alert>) -> Vec<Alert> {
-    inc.alerts
-        .keys()
-        .filter_map(|fp| alerts.get(fp).cloned())
-        .collect()
+    sorted(inc.alerts.keys().filter_map(|fp| alerts.get(fp))).collect()
 }
 
 fn resolve_incident(
@@ -1036,10 +1040,12 @@ fn maintain_incidents(
                     &none,
                     &format!("step {}", esc.next),
                 );
-                let alerts: Vec<Alert> = (inc.alerts.iter())
-                    .filter(|(_, ia)| ia.status == Status::Firing)
-                    .filter_map(|(fp, _)| st.alerts.get(fp).cloned())
-                    .collect();
+                let alerts: Vec<Alert> = sorted(
+                    (inc.alerts.iter())
+                        .filter(|(_, ia)| ia.status == Status::Firing)
+                        .filter_map(|(fp, _)| st.alerts.get(fp)),
+                )
+                .collect();
                 out.push(notification(
                     tenant,
                     receiver,
