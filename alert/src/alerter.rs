@@ -726,7 +726,12 @@ fn flush_group(
         }
     }
     let repeat = nanos(route.repeat_interval);
-    if !c.muted(route, now) && needs_update(group.log.as_ref(), &firing, &resolved, repeat, now) {
+    // All silenced or inhibited: nothing to say (Alertmanager's pipeline stops on no alerts).
+    let nothing = firing.is_empty() && resolved.is_empty();
+    if !nothing
+        && !c.muted(route, now)
+        && needs_update(group.log.as_ref(), &firing, &resolved, repeat, now)
+    {
         let seq = group.log.as_ref().map_or(0, |l| l.seq) + 1;
         if !firing.is_empty() {
             group.incident = Some(correlate(c, graph, tenant, st, &group, &firing, seq, now));
@@ -995,13 +1000,24 @@ fn maintain_incidents(
     out: &mut Vec<Notification>,
 ) {
     let none = BTreeSet::new();
-    for inc in st.incidents.values_mut() {
+    let TenantState {
+        alerts,
+        silences,
+        incidents,
+        ..
+    } = st;
+    // Escalation pauses while every firing alert of the incident is silenced or inhibited.
+    let muted = |a: &Alert| {
+        silences.values().any(|s| s.mutes(&a.labels, now))
+            || !inhibited_by(&c.inhibit, alerts, a, now).is_empty()
+    };
+    for inc in incidents.values_mut() {
         if inc.is_resolved() {
             continue;
         }
         let mut changed = Vec::new();
         for (fp, ia) in inc.alerts.iter_mut() {
-            if ia.status == Status::Firing && st.alerts.get(fp).is_none_or(|a| a.is_resolved(now)) {
+            if ia.status == Status::Firing && alerts.get(fp).is_none_or(|a| a.is_resolved(now)) {
                 ia.status = Status::Resolved;
                 changed.push(*fp);
             }
@@ -1011,10 +1027,17 @@ fn maintain_incidents(
         }
         inc.update_root_cause(graph);
         if inc.alerts.values().all(|a| a.status == Status::Resolved) {
-            resolve_incident(tenant, inc, None, now, &st.alerts, out);
+            resolve_incident(tenant, inc, None, now, alerts, out);
             continue;
         }
         if inc.status != IncidentStatus::Open {
+            continue;
+        }
+        let all_muted = (inc.alerts.iter())
+            .filter(|(_, ia)| ia.status == Status::Firing)
+            .filter_map(|(fp, _)| alerts.get(fp))
+            .all(muted);
+        if all_muted {
             continue;
         }
         let Some(esc) = inc.escalation.as_mut() else {
@@ -1043,7 +1066,7 @@ fn maintain_incidents(
                 let alerts: Vec<Alert> = sorted(
                     (inc.alerts.iter())
                         .filter(|(_, ia)| ia.status == Status::Firing)
-                        .filter_map(|(fp, _)| st.alerts.get(fp)),
+                        .filter_map(|(fp, _)| alerts.get(fp)),
                 )
                 .collect();
                 out.push(notification(

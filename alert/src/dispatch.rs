@@ -7,7 +7,8 @@
 //! firing alert was not in the last notification; every alert stopped firing while the last
 //! notification had firing ones; an alert resolved that the last notification did not list
 //! as resolved; or `repeat_interval` passed since the last notification with alerts firing.
-//! Silenced and inhibited alerts are left out of the notification. While a route's mute (or
+//! Silenced and inhibited alerts are left out of the notification; a flush left with no
+//! alert at all sends nothing. While a route's mute (or
 //! outside its active) time intervals hold, nothing is sent and the log is unchanged. After
 //! a flush, resolved alerts leave the group; an empty group is removed.
 

@@ -20,6 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Fingerprint, Labels, Status};
 use crate::time::Nanos;
 
+/// Most timeline entries kept per incident.
+pub const MAX_TIMELINE: usize = 1000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IncidentStatus {
@@ -129,7 +132,12 @@ impl IncidentStatus {
 }
 
 impl Incident {
+    /// Appends to the timeline; past [`MAX_TIMELINE`] entries the oldest after the opening
+    /// are dropped.
     pub fn push(&mut self, at: Nanos, event: TimelineEvent) {
+        if self.timeline.len() >= MAX_TIMELINE {
+            self.timeline.remove(1);
+        }
         self.timeline.push(TimelineEntry { at, event });
     }
 

@@ -982,3 +982,94 @@ delivery: {timeout: 5s}
     assert!(!compiled.in_interval("nights", parse_rfc3339("2026-03-30T19:59:00Z").unwrap()));
     assert!(!compiled.in_interval("nights", parse_rfc3339("2026-11-30T21:00:00Z").unwrap()));
 }
+
+#[test]
+fn active_time_intervals_send_only_inside_them() {
+    let a = alerter(
+        r#"
+route:
+  receiver: team
+  group_by: [alertname]
+  active_time_intervals: [afternoon]
+time_intervals:
+  - name: afternoon
+    time_intervals: [{times: [{start_time: "13:00", end_time: "18:00"}], location: '+01:00'}]
+receivers: [{name: team}]
+"#,
+    );
+    let t = t0(); // 12:00 UTC is 13:00 at +01:00: inside.
+    a.receive(
+        "acme",
+        vec![firing(&[("alertname", "A")], t - 2 * M)],
+        t - 2 * M,
+    );
+    // 11:58:30 UTC = 12:58:30 local: outside, held.
+    assert!(a.tick(t - 90 * S).is_empty());
+    assert_eq!(summary(&a.tick(t + 210 * S)), ["team group firing [A]"]);
+}
+
+#[test]
+fn updating_a_silence_changes_what_it_mutes() {
+    let a = alerter(BASIC);
+    let t = t0();
+    let s = a
+        .create_silence("acme", spec(r#"{alertname="A"}"#, t, t + 60 * M), t)
+        .unwrap();
+    a.receive(
+        "acme",
+        vec![
+            firing(&[("alertname", "A")], t),
+            firing(&[("alertname", "B")], t),
+        ],
+        t,
+    );
+    let updated = a
+        .update_silence(
+            "acme",
+            &s.id,
+            spec(r#"{alertname="B"}"#, t + M, t + 60 * M),
+            t + 10 * S,
+        )
+        .unwrap();
+    // Active already: it keeps its start.
+    assert_eq!((updated.id.as_str(), updated.starts_at), (s.id.as_str(), t));
+    assert_eq!(summary(&a.tick(t + 30 * S)), ["team group firing [A]"]);
+    a.expire_silence("acme", &s.id, t + M).unwrap();
+    assert!(matches!(
+        a.update_silence(
+            "acme",
+            &s.id,
+            spec(r#"{alertname="B"}"#, t, t + 60 * M),
+            t + 2 * M
+        ),
+        Err(AlerterError::SilenceExpired(_))
+    ));
+    assert_eq!(a.silence("acme", &s.id).unwrap().ends_at, t + M);
+    assert_eq!(a.silence("other", &s.id), None);
+}
+
+#[test]
+fn escalation_pauses_while_the_incident_is_silenced() {
+    let a = alerter(INCIDENTS);
+    let t = t0();
+    a.receive(
+        "acme",
+        vec![firing(&[("alertname", "Down"), ("service", "db")], t)],
+        t,
+    );
+    let open = t + 30 * S;
+    assert_eq!(pages(&a.tick(open)), ["primary page0 firing [Down@db]"]);
+    let s = a
+        .create_silence(
+            "acme",
+            spec(r#"{service="db"}"#, open + M, open + 60 * M),
+            open + M,
+        )
+        .unwrap();
+    assert!(a.tick(open + 10 * M).is_empty());
+    a.expire_silence("acme", &s.id, open + 12 * M).unwrap();
+    assert_eq!(
+        pages(&a.tick(open + 12 * M)),
+        ["secondary page1 firing [Down@db]"]
+    );
+}
