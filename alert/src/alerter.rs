@@ -35,7 +35,7 @@ use crate::incident::{
     EscalationState, Incident, IncidentAlert, IncidentError, IncidentStatus, ServiceGraph,
     TimelineEvent,
 };
-use crate::inhibit::inhibited_by;
+use crate::inhibit::Inhibitor;
 use crate::matchers::format_matchers;
 use crate::model::{
     Alert, AlertSink, AlertSource, Fingerprint, Labels, Notification, NotificationKind, Status,
@@ -182,14 +182,15 @@ impl Alerter {
         for (tenant, st) in tenants.iter_mut() {
             let graph = graphs.get(tenant).unwrap_or(&empty);
             out.append(&mut st.pending);
+            let inhibitor = Inhibitor::new(&compiled.inhibit, &st.alerts, now);
             let due: Vec<String> = (st.groups.values())
                 .filter(|g| g.next_flush <= now)
                 .map(|g| g.key.clone())
                 .collect();
             for key in due {
-                flush_group(compiled, graph, tenant, st, &key, now, &mut out);
+                flush_group(compiled, graph, &inhibitor, tenant, st, &key, now, &mut out);
             }
-            maintain_incidents(compiled, graph, tenant, st, now, &mut out);
+            maintain_incidents(compiled, graph, &inhibitor, tenant, st, now, &mut out);
             // Forget resolved alerts no group holds, and old silences and incidents.
             let held: BTreeSet<Fingerprint> = (st.groups.values())
                 .flat_map(|g| g.alerts.iter().copied())
@@ -211,11 +212,12 @@ impl Alerter {
             return Vec::new();
         };
         let c = &inner.compiled;
+        let inhibitor = Inhibitor::new(&c.inhibit, &st.alerts, now);
         (st.alerts.iter())
             .filter(|(_, a)| !a.is_resolved(now))
             .map(|(fp, a)| {
                 let silenced = silenced_by(st, a, now);
-                let inhibited = inhibited_by(&c.inhibit, &st.alerts, a, now);
+                let inhibited = inhibitor.inhibited_by(a);
                 let mut receivers: Vec<String> = (c.route.routes_for(&a.labels).iter())
                     .map(|r| r.receiver.clone())
                     .collect();
@@ -649,9 +651,8 @@ fn silenced_by(st: &TenantState, alert: &Alert, now: Nanos) -> Vec<String> {
         .collect()
 }
 
-fn suppressed(c: &Compiled, st: &TenantState, alert: &Alert, now: Nanos) -> bool {
-    !silenced_by(st, alert, now).is_empty()
-        || !inhibited_by(&c.inhibit, &st.alerts, alert, now).is_empty()
+fn suppressed(st: &TenantState, inhibitor: &Inhibitor, alert: &Alert, now: Nanos) -> bool {
+    !silenced_by(st, alert, now).is_empty() || !inhibitor.inhibited_by(alert).is_empty()
 }
 
 /// Labels shared, with the same value, by every label set.
@@ -697,9 +698,11 @@ fn notification(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn flush_group(
     c: &Compiled,
     graph: &ServiceGraph,
+    inhibitor: &Inhibitor,
     tenant: &str,
     st: &mut TenantState,
     key: &str,
@@ -716,7 +719,7 @@ fn flush_group(
     let mut resolved = BTreeSet::new();
     for fp in &group.alerts {
         let Some(a) = st.alerts.get(fp) else { continue };
-        if suppressed(c, st, a, now) {
+        if suppressed(st, inhibitor, a, now) {
             continue;
         }
         if a.is_resolved(now) {
@@ -991,9 +994,11 @@ fn resolve_incident(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn maintain_incidents(
     c: &Compiled,
     graph: &ServiceGraph,
+    inhibitor: &Inhibitor,
     tenant: &str,
     st: &mut TenantState,
     now: Nanos,
@@ -1008,8 +1013,7 @@ fn maintain_incidents(
     } = st;
     // Escalation pauses while every firing alert of the incident is silenced or inhibited.
     let muted = |a: &Alert| {
-        silences.values().any(|s| s.mutes(&a.labels, now))
-            || !inhibited_by(&c.inhibit, alerts, a, now).is_empty()
+        silences.values().any(|s| s.mutes(&a.labels, now)) || !inhibitor.inhibited_by(a).is_empty()
     };
     for inc in incidents.values_mut() {
         if inc.is_resolved() {
