@@ -1073,3 +1073,35 @@ fn escalation_pauses_while_the_incident_is_silenced() {
         ["secondary page1 firing [Down@db]"]
     );
 }
+
+#[test]
+fn reload_keeps_groups_silences_and_incidents() {
+    let a = alerter(BASIC);
+    let t = t0();
+    a.receive("acme", vec![firing(&[("alertname", "Up")], t)], t);
+    a.create_silence("acme", spec(r#"{alertname="Other"}"#, t, t + 90 * M), t)
+        .unwrap();
+    assert_eq!(summary(&a.tick(t + 30 * S)), ["team group firing [Up]"]);
+    let incidents = a.incidents("acme");
+    let moved = AlerterConfig::from_yaml(
+        &BASIC
+            .replace("{name: team}", "{name: team}, {name: ops}")
+            .replace("receiver: team", "receiver: ops"),
+    )
+    .unwrap();
+    a.reload(moved.clone(), t + M).unwrap();
+    assert_eq!(a.config(), moved);
+    // The group keeps its log: nothing new until the repeat interval, then to the new receiver.
+    assert!(a.tick(t + 5 * M + 30 * S).is_empty());
+    assert_eq!(
+        summary(&a.tick(t + 60 * M + 30 * S)),
+        ["ops group firing [Up]"]
+    );
+    assert_eq!(a.silences("acme").len(), 1);
+    assert_eq!(a.incidents("acme")[0].id, incidents[0].id);
+    // An invalid configuration is refused and changes nothing.
+    let mut bad = moved.clone();
+    bad.route.receiver = Some("ghost".into());
+    assert!(a.reload(bad, t + 61 * M).is_err());
+    assert_eq!(a.config(), moved);
+}
