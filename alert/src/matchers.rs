@@ -350,4 +350,28 @@ mod tests {
         assert!(parse_matchers(&many.join(",")).is_err());
         assert!(parse_matchers("a=\"b\",c=\"d\"").unwrap().len() == 2);
     }
+
+    #[test]
+    fn every_short_string_parses_or_errs_without_panicking() {
+        let alphabet = [
+            "a", "=", "!", "~", "\"", "\\", "{", "}", ",", " ", "é", "(", "*",
+        ];
+        let mut stack = vec![String::new()];
+        let mut tried = 0;
+        while let Some(s) = stack.pop() {
+            if let Ok(list) = parse_matchers(&s) {
+                // Whatever parses, round-trips.
+                assert_eq!(
+                    parse_matchers(&format_matchers(&list)).unwrap(),
+                    list,
+                    "{s:?}"
+                );
+            }
+            tried += 1;
+            if s.chars().count() < 5 {
+                stack.extend(alphabet.iter().map(|c| format!("{s}{c}")));
+            }
+        }
+        assert_eq!(tried, (0..=5).map(|n| 13usize.pow(n)).sum::<usize>());
+    }
 }
