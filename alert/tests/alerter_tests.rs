@@ -1105,3 +1105,17 @@ fn reload_keeps_groups_silences_and_incidents() {
     assert!(a.reload(bad, t + 61 * M).is_err());
     assert_eq!(a.config(), moved);
 }
+
+#[test]
+fn async_methods_can_be_spawned() {
+    fn is_send<T: Send>(_: T) {}
+    let a = alerter(BASIC);
+    let store = MemoryDocStore::default();
+    let by = Actor::new("k", None);
+    is_send(a.persist(&store, 0));
+    is_send(a.restore(&store, 0));
+    is_send(a.resolve_audited(&store, "acme", "x", &by, 0));
+    is_send(a.create_silence_audited(&store, "acme", spec(r#"{a="b"}"#, 0, 1), &by, 0));
+    let sink: std::sync::Arc<dyn AlertSink> = std::sync::Arc::new(a);
+    sink.receive("acme", Vec::new(), 0);
+}
