@@ -15,13 +15,25 @@
 //! Every component takes its time from a [`time::Clock`]: tests drive each timer with a
 //! [`time::ManualClock`]. State lives in the catalog through [`strata_storage::DocStore`].
 
+pub mod alerter;
+pub mod config;
+pub mod dispatch;
+pub mod incident;
+pub mod inhibit;
 pub mod intake;
+pub mod matchers;
 pub mod model;
 pub mod receiver;
+pub mod silence;
 pub mod template;
 pub mod time;
 
+pub use alerter::{AlertState, AlertStatus, Alerter, AlerterError};
+pub use config::{AlerterConfig, ConfigError};
+pub use incident::{Incident, IncidentError, IncidentStatus};
+pub use matchers::{Matcher, MatcherError};
 pub use model::{
     Alert, AlertSink, AlertSource, Fingerprint, Labels, Notification, NotificationKind, Status,
 };
+pub use silence::{Silence, SilenceSpec, SilenceState};
 pub use time::{Clock, ManualClock, Nanos, SystemClock};
