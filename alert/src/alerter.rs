@@ -158,6 +158,15 @@ impl Alerter {
         Ok(())
     }
 
+    /// The tenants the alerter holds alerts of, in name order.
+    pub fn tenants(&self) -> Vec<String> {
+        let inner = self.inner.lock();
+        (inner.tenants.iter())
+            .filter(|(_, st)| !st.alerts.is_empty())
+            .map(|(tenant, _)| tenant.clone())
+            .collect()
+    }
+
     /// Sets a tenant's service graph (caller→callee edges), used for correlation and
     /// root causes.
     pub fn set_service_graph(&self, tenant: &str, edges: Vec<(String, String)>) {

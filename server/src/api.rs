@@ -33,6 +33,8 @@ use strata_storage::audit::{self, ACTOR_ANONYMOUS, Actor, AuditEvent, AuditLog, 
 use strata_storage::{KeyStore, Scope, Scopes, TenantId};
 use tokio::net::TcpListener;
 
+use crate::alerting::Alerting;
+
 /// Largest SQL request body.
 pub const MAX_SQL_BODY_BYTES: usize = 1024 * 1024;
 
@@ -48,6 +50,7 @@ struct Ready {
     ingestor: Arc<Ingestor>,
     registry: Registry,
     access: Access,
+    alerting: Arc<Alerting>,
 }
 
 /// Who may do what: the node's authentication and its keys.
@@ -75,13 +78,41 @@ impl ApiState {
         ingestor: Arc<Ingestor>,
         registry: Registry,
         access: Access,
+        alerting: Arc<Alerting>,
     ) {
         let _ = self.inner.set(Ready {
             engine,
             ingestor,
             registry,
             access,
+            alerting,
         });
+    }
+
+    /// The node's alerting (once ready).
+    pub(crate) fn alerting(&self) -> Result<Arc<Alerting>, ApiError> {
+        Ok(self.get()?.alerting.clone())
+    }
+
+    /// Requires a node-wide operation's right: anyone with auth `none`; with `keys`, an
+    /// admin key of the operator tenant. A refusal is audited like other admin refusals.
+    pub(crate) async fn require_operator(
+        &self,
+        caller: &Principal,
+        remote: Remote,
+        action: &str,
+    ) -> Result<(), ApiError> {
+        let access = &self.get()?.access;
+        require_admin(access, caller, remote, action, None).await?;
+        if access.auth.is_enabled() && caller.tenant != access.operator_tenant {
+            return Err(AuthError::PermissionDenied(format!(
+                "this operation covers the whole node: it needs an admin key of the operator \
+                 tenant {}",
+                access.operator_tenant
+            ))
+            .into());
+        }
+        Ok(())
     }
 
     fn get(&self) -> Result<&Ready, ApiError> {
@@ -127,7 +158,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Remote {
 
 /// The audit log's actor of a request: its key id (`bootstrap` for the bootstrap key), or
 /// `anonymous` with auth `none`, and the client address.
-fn actor(caller: &Principal, remote: Remote) -> Actor {
+pub(crate) fn actor(caller: &Principal, remote: Remote) -> Actor {
     Actor::new(
         caller.key_id.as_deref().unwrap_or(ACTOR_ANONYMOUS),
         remote.0.map(|addr| addr.to_string()),
@@ -176,6 +207,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_SQL_BODY_BYTES))
+        .merge(crate::alerting::api::routes().layer(DefaultBodyLimit::max(
+            crate::alerting::api::MAX_ALERTING_BODY_BYTES,
+        )))
         .with_state(state)
 }
 
@@ -196,14 +230,21 @@ impl ApiError {
 }
 
 impl ApiError {
-    fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn conflict(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::CONFLICT,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::NOT_FOUND,
             message: message.into(),
         }
     }
 
-    fn internal(error: impl std::fmt::Display) -> Self {
+    pub(crate) fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(error = %error, "API request failed");
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,

@@ -525,7 +525,11 @@ impl ServeArgs {
             ));
         }
         Ok(Config {
-            rules: self.rules.or(file.rules).map(|p| absolute(&p)).transpose()?,
+            rules: self
+                .rules
+                .or(file.rules)
+                .map(|p| absolute(&p))
+                .transpose()?,
             alerter_config: self
                 .alerter_config
                 .or(file.alerter_config)
@@ -630,8 +634,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, ConfigError> {
-    std::path::absolute(path)
-        .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))
+    std::path::absolute(path).map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))
 }
 
 /// Parses `500ms`, `30s`, `5m`, `2h` (a bare number is seconds).

@@ -17,6 +17,7 @@
 //! the WAL is replayed, so tests can start a whole node on port 0 in one process and learn
 //! its addresses.
 
+pub mod alerting;
 pub mod api;
 pub mod config;
 pub mod keys;
@@ -56,6 +57,8 @@ pub enum StartError {
     Query(#[from] strata_query::QueryError),
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
+    #[error("alerting: {0}")]
+    Alerting(#[from] alerting::AlertingError),
     #[error("cannot listen on {addr} ({listener}): {source}")]
     Bind {
         listener: &'static str,
@@ -74,6 +77,7 @@ pub struct Node {
     pub http_addr: SocketAddr,
     pub storage: Arc<Storage>,
     pub engine: Arc<QueryEngine>,
+    pub alerting: Arc<alerting::Alerting>,
     /// Stops the OTLP listeners.
     stop_ingest: watch::Sender<bool>,
     /// Stops the flusher (which then flushes everything and closes the WAL).
@@ -145,8 +149,9 @@ impl Node {
                 },
             )?
             // The `audit` table of admin callers' sessions.
-            .with_audit_log(catalog),
+            .with_audit_log(catalog.clone()),
         );
+        let alerting = alerting::Alerting::start(&config, engine.clone(), catalog).await?;
 
         let mut registry = Registry::default();
         ingestor.metrics().register(&mut registry);
@@ -182,7 +187,13 @@ impl Node {
                 .run_maintenance(wait_for_shutdown(flusher_rx)),
         );
 
-        api_state.ready(engine.clone(), ingestor.clone(), registry, access);
+        api_state.ready(
+            engine.clone(),
+            ingestor.clone(),
+            registry,
+            access,
+            alerting.clone(),
+        );
         for (listener, addr) in [("otlp-grpc", grpc_addr), ("otlp-http", otlp_http_addr)] {
             tracing::info!(listener, %addr, "listening");
         }
@@ -195,6 +206,7 @@ impl Node {
             http_addr,
             storage,
             engine,
+            alerting,
             stop_ingest,
             stop_flusher,
             stop_api,
@@ -205,6 +217,12 @@ impl Node {
         })
     }
 
+    /// Reads the alerter configuration and the rule files again (SIGHUP, `POST /-/reload`);
+    /// an invalid file is refused with the reason and the configuration in force stays.
+    pub async fn reload(&self) -> Result<(), String> {
+        self.alerting.reload().await
+    }
+
     /// Stops taking data and lets in-flight exports finish, then flushes the write buffer and
     /// closes the WAL, then stops the API.
     pub async fn shutdown(self) {
@@ -212,6 +230,7 @@ impl Node {
         for task in self.ingest_tasks {
             let _ = task.await;
         }
+        self.alerting.shutdown().await;
         let _ = self.stop_flusher.send(true);
         let _ = self.flusher.await;
         let _ = self.maintenance.await;

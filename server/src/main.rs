@@ -45,6 +45,9 @@ async fn serve(args: strata_server::config::ServeArgs) -> i32 {
     // Take over SIGINT/SIGTERM before starting: a signal that arrives while the node starts
     // must stop it gracefully too, not kill it with the default action.
     let signals = ShutdownSignals::install();
+    // SIGHUP reloads the alerter configuration and the rule files (it would otherwise end
+    // the process).
+    let mut reloads = ReloadSignal::install();
     raise_fd_limit();
     let node = match Node::start(config).await {
         Ok(node) => node,
@@ -53,7 +56,20 @@ async fn serve(args: strata_server::config::ServeArgs) -> i32 {
             return 1;
         }
     };
-    let signal = signals.wait().await;
+    let shutdown = signals.wait();
+    tokio::pin!(shutdown);
+    let signal = loop {
+        tokio::select! {
+            signal = &mut shutdown => break signal,
+            () = reloads.recv() => match node.reload().await {
+                Ok(()) => tracing::info!("SIGHUP: configuration reloaded"),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "SIGHUP: reload refused; the configuration in force is kept"
+                ),
+            },
+        }
+    };
     tracing::info!(
         signal,
         "shutting down: draining requests, flushing the write buffer"
@@ -135,5 +151,38 @@ impl ShutdownSignals {
             let _ = tokio::signal::ctrl_c().await;
             "SIGINT"
         }
+    }
+}
+
+/// The SIGHUP handler, installed when this is created.
+struct ReloadSignal {
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl ReloadSignal {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                hangup: signal(SignalKind::hangup()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
+    }
+
+    /// The next SIGHUP (never, where there are none).
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(hangup) = self.hangup.as_mut()
+            && hangup.recv().await.is_some()
+        {
+            return;
+        }
+        std::future::pending::<()>().await
     }
 }
