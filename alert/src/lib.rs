@@ -16,6 +16,7 @@
 //! [`time::ManualClock`]. State lives in the catalog through [`strata_storage::DocStore`].
 
 pub mod model;
+pub mod notify;
 pub mod receiver;
 pub mod template;
 pub mod time;
