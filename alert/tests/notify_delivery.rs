@@ -593,3 +593,100 @@ async fn run_delivers_until_shutdown() {
     task.await.unwrap();
     assert_eq!(rx.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn a_slow_receiver_does_not_hold_up_the_others() {
+    let (slow_rx, slow_base) = start(vec![Reply::Hang]).await;
+    let (fast_rx, fast_base) = start(vec![]).await;
+    let mut slow = team(&slow_base);
+    slow.name = "slow".into();
+    // Long enough that it is still hanging when the test ends (shutdown abandons it).
+    slow.webhook_configs[0].timeout = Some(Duration::from_secs(600));
+    let fast = team(&fast_base);
+    let e = env(vec![slow.clone(), fast.clone()], delivery());
+    let mut to_slow = notification("s1", Status::Firing);
+    to_slow.receiver = "slow".into();
+    e.outbox.enqueue(&to_slow, &slow).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let notifier = e.notifier.clone();
+    let task = tokio::spawn(async move {
+        notifier
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    // The slow receiver has the request and does not answer.
+    while slow_rx.requests().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    e.outbox
+        .enqueue(&notification("f1", Status::Firing), &fast)
+        .await
+        .unwrap();
+    while e.outbox.get("acme", "f1:0").await.unwrap().status == DeliveryStatus::Pending {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(fast_rx.requests().len(), 1);
+    let hanging = e.outbox.get("acme", "s1:0").await.unwrap();
+    assert_eq!(hanging.status, DeliveryStatus::Pending);
+    assert!(hanging.attempts.is_empty());
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    // Abandoned at shutdown: still pending, sent again (same key) by the next notifier.
+    let restarted = env_with(e.store.clone(), vec![slow, fast], delivery());
+    assert_eq!(restarted.outbox.next_due().await.unwrap(), Some(T0));
+}
+
+#[tokio::test]
+async fn host_names_are_resolved_checked_and_pinned() {
+    let (rx, base) = start(vec![]).await;
+    let port = base.rsplit(':').next().unwrap().to_string();
+    let url = format!("http://localhost:{port}/named");
+    // Allowed by name: resolved, and the connection goes to the checked addresses.
+    let e = env(
+        vec![team(&url)],
+        DeliveryConfig {
+            allow: vec!["localhost".into()],
+            ..delivery()
+        },
+    );
+    e.outbox
+        .enqueue(&notification("h1", Status::Firing), &team(&url))
+        .await
+        .unwrap();
+    e.notifier.deliver_due(T0).await.unwrap();
+    let entry = e.outbox.get("acme", "h1:0").await.unwrap();
+    assert_eq!(
+        entry.status,
+        DeliveryStatus::Delivered,
+        "{:?}",
+        entry.last_error
+    );
+    assert_eq!(rx.requests()[0].path, "/named");
+    // Not allowed: `localhost` resolves to loopback, refused before any connection.
+    let e = env(
+        vec![team(&url)],
+        DeliveryConfig {
+            allow: vec![],
+            ..delivery()
+        },
+    );
+    e.outbox
+        .enqueue(&notification("h2", Status::Firing), &team(&url))
+        .await
+        .unwrap();
+    e.notifier.deliver_due(T0).await.unwrap();
+    let entry = e.outbox.get("acme", "h2:0").await.unwrap();
+    assert_eq!(entry.status, DeliveryStatus::Dead);
+    assert!(
+        entry
+            .last_error
+            .as_deref()
+            .unwrap()
+            .starts_with("destination localhost resolves to"),
+        "{:?}",
+        entry.last_error
+    );
+    assert_eq!(rx.requests().len(), 1);
+}

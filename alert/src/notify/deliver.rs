@@ -157,16 +157,41 @@ impl Notifier {
         Ok(attempts)
     }
 
-    /// Delivers until `shutdown` resolves: wakes when an entry is enqueued or retried, when
-    /// the next attempt is due, and at least every second. Prunes entries older than
-    /// `delivery.retention` hourly.
+    /// Delivers until `shutdown` resolves. Each due entry is attempted in its own task, at
+    /// most `delivery.concurrency` at once, so a slow receiver holds one slot for at most
+    /// its timeout and never delays the others. Wakes when an entry is enqueued or retried,
+    /// when an attempt ends, when the next attempt is due, and at least every second.
+    /// Prunes entries older than `delivery.retention` hourly.
+    ///
+    /// On shutdown, attempts in flight are abandoned: their entries stay `pending` and are
+    /// sent again, with the same `Idempotency-Key`, by the next notifier on the store.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut next_prune = Nanos::MIN;
+        let mut tasks: tokio::task::JoinSet<(String, String)> = tokio::task::JoinSet::new();
+        let mut in_flight: std::collections::HashSet<(String, String)> = Default::default();
         loop {
             let now = self.clock.now();
-            if let Err(e) = self.deliver_due(now).await {
-                tracing::warn!(error = %e, "notification delivery failed");
+            let limit = self.config.delivery().concurrency.max(1);
+            match self.outbox.due(now).await {
+                Ok(due) => {
+                    for key in due {
+                        if tasks.len() >= limit {
+                            break;
+                        }
+                        if !in_flight.insert(key.clone()) {
+                            continue;
+                        }
+                        let this = self.clone();
+                        tasks.spawn(async move {
+                            if let Err(e) = this.attempt(&key.0, &key.1, now).await {
+                                tracing::warn!(error = %e, "notification delivery bookkeeping failed");
+                            }
+                            key
+                        });
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "reading the notification outbox failed"),
             }
             if now >= next_prune {
                 let retention = nanos(self.config.delivery().retention);
@@ -185,10 +210,23 @@ impl Notifier {
             };
             tokio::select! {
                 () = &mut shutdown => break,
-                () = tokio::time::sleep(Duration::from_nanos(wait as u64)) => {}
+                () = tokio::time::sleep(Duration::from_nanos(wait.unsigned_abs())) => {}
                 () = self.outbox.woken() => {}
+                Some(done) = tasks.join_next() => {
+                    match done {
+                        Ok(key) => { in_flight.remove(&key); }
+                        Err(e) => tracing::error!(error = %e, "a delivery task failed"),
+                    }
+                }
+            }
+            // Collect other finished attempts without waiting.
+            while let Some(done) = tasks.try_join_next() {
+                if let Ok(key) = done {
+                    in_flight.remove(&key);
+                }
             }
         }
+        tasks.abort_all();
     }
 
     /// One attempt of one entry; `Ok(false)` when it was no longer pending.
@@ -207,7 +245,11 @@ impl Notifier {
             }
             Ok(Some((guard, req))) => {
                 let timeout = req.timeout.unwrap_or(cfg.timeout);
-                send(&guard, &req, &e.id, now, timeout).await
+                // The timeout bounds the whole attempt, redirects included.
+                match tokio::time::timeout(timeout, send(&guard, &req, &e.id, now, timeout)).await {
+                    Ok(sent) => sent,
+                    Err(_) => Sent::retry(timed_out(timeout)),
+                }
             }
         };
         self.apply(&mut e, sent, &cfg, now);
@@ -317,10 +359,7 @@ async fn send(guard: &Guard, req: &Request, key: &str, now: Nanos, timeout: Dura
         let resp = match request.send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {
-                return Sent::retry(format!(
-                    "timed out after {}",
-                    crate::time::format_duration(timeout)
-                ));
+                return Sent::retry(timed_out(timeout));
             }
             Err(e) => return Sent::retry(format!("request failed: {}", error_chain(&e))),
         };
@@ -358,8 +397,7 @@ async fn send(guard: &Guard, req: &Request, key: &str, now: Nanos, timeout: Dura
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = resp.text().await.unwrap_or_default();
-        let snippet: String = text.chars().take(200).collect();
+        let snippet = body_prefix(resp, 200).await;
         let error = if snippet.is_empty() {
             format!("HTTP {code}")
         } else {
@@ -378,6 +416,27 @@ async fn send(guard: &Guard, req: &Request, key: &str, now: Nanos, timeout: Dura
         };
     }
     unreachable!("the loop returns by its last hop")
+}
+
+fn timed_out(timeout: Duration) -> String {
+    format!("timed out after {}", crate::time::format_duration(timeout))
+}
+
+/// The first `max` characters of an error response's body (for `last_error`), reading no
+/// more than needed.
+async fn body_prefix(mut resp: reqwest::Response, max: usize) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < max * 4 {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&bytes)
+        .trim()
+        .chars()
+        .take(max)
+        .collect()
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
