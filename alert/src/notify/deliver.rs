@@ -449,3 +449,73 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+/// Checks the `delivery:` section when the configuration is loaded.
+pub fn validate_delivery(cfg: &DeliveryConfig) -> std::result::Result<(), String> {
+    Guard::new(&cfg.allow)?;
+    if cfg.concurrency == 0 {
+        return Err("delivery.concurrency must be at least 1".into());
+    }
+    if cfg.timeout.is_zero() {
+        return Err("delivery.timeout must be positive".into());
+    }
+    if cfg.initial_backoff.is_zero() || cfg.initial_backoff > cfg.max_backoff {
+        return Err("delivery.initial_backoff must be positive and at most max_backoff".into());
+    }
+    let url = reqwest::Url::parse(&cfg.external_url)
+        .map_err(|e| format!("delivery.external_url {:?}: {e}", cfg.external_url))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "delivery.external_url {:?} must be http(s)",
+            cfg.external_url
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_jitters_reproducibly() {
+        let cfg = DeliveryConfig {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(10),
+            ..DeliveryConfig::default()
+        };
+        for failures in 1..=10u32 {
+            let base = Duration::from_secs((1u64 << (failures - 1)).min(10));
+            for id in ["a:0", "b:1", "n1:0"] {
+                let d = backoff(&cfg, id, failures);
+                assert!(
+                    d >= base * 8 / 10 && d <= base * 12 / 10,
+                    "{id} {failures} {d:?}"
+                );
+                assert_eq!(d, backoff(&cfg, id, failures), "deterministic");
+            }
+        }
+        // Jitter differs between entries, so retries of a burst do not line up.
+        let spread: std::collections::BTreeSet<Duration> = (0..20)
+            .map(|i| backoff(&cfg, &format!("n{i}:0"), 3))
+            .collect();
+        assert!(spread.len() > 10);
+        // No overflow for absurd failure counts.
+        assert!(backoff(&cfg, "x", u32::MAX) <= Duration::from_secs(12));
+    }
+
+    #[test]
+    fn delivery_section_is_checked_at_load() {
+        assert_eq!(validate_delivery(&DeliveryConfig::default()), Ok(()));
+        let bad = |f: fn(&mut DeliveryConfig)| {
+            let mut c = DeliveryConfig::default();
+            f(&mut c);
+            validate_delivery(&c).unwrap_err()
+        };
+        assert!(bad(|c| c.allow = vec!["10.0.0.0/40".into()]).contains("prefix length"));
+        assert!(bad(|c| c.concurrency = 0).contains("concurrency"));
+        assert!(bad(|c| c.timeout = Duration::ZERO).contains("timeout"));
+        assert!(bad(|c| c.initial_backoff = Duration::from_secs(900)).contains("initial_backoff"));
+        assert!(bad(|c| c.external_url = "nope".into()).contains("external_url"));
+    }
+}
