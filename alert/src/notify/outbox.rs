@@ -120,7 +120,7 @@ pub struct Metrics {
     pub retried: u64,
     /// Entries that went to the dead letters.
     pub dead: u64,
-    /// Entries waiting now.
+    /// Entries waiting now (counted from the store once the notifier has first looked).
     pub pending: u64,
 }
 
