@@ -23,6 +23,7 @@ pub mod inhibit;
 pub mod intake;
 pub mod matchers;
 pub mod model;
+pub mod notify;
 pub mod receiver;
 pub mod silence;
 pub mod template;

@@ -81,6 +81,12 @@ pub struct DeliveryConfig {
     pub allow: Vec<String>,
     /// The `externalURL` of payloads (links back to this node's UI).
     pub external_url: String,
+    /// At most this many deliveries in flight at once (default 8).
+    pub concurrency: usize,
+    /// Delivered, skipped and dead notifications are kept this long (default 7d), then
+    /// deleted from the outbox.
+    #[serde(with = "crate::time::duration")]
+    pub retention: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -92,6 +98,8 @@ impl Default for DeliveryConfig {
             deadline: Duration::from_secs(3600),
             allow: Vec::new(),
             external_url: "http://localhost:8080".into(),
+            concurrency: 8,
+            retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
