@@ -303,7 +303,9 @@ impl AlerterConfig {
                     format!("duplicate receiver {:?}", r.name),
                 ));
             }
+            crate::notify::validate(r).map_err(|e| invalid(format!("receivers[{i}]"), e))?;
         }
+        crate::notify::validate_delivery(&self.delivery).map_err(|e| invalid("delivery", e))?;
         let mut intervals = BTreeMap::new();
         for (i, t) in self.time_intervals.iter().enumerate() {
             let path = format!("time_intervals[{i}]");
