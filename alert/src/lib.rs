@@ -15,8 +15,12 @@
 //! Every component takes its time from a [`time::Clock`]: tests drive each timer with a
 //! [`time::ManualClock`]. State lives in the catalog through [`strata_storage::DocStore`].
 
+pub mod eval;
 pub mod model;
 pub mod receiver;
+pub mod rule_store;
+pub mod rules;
+pub mod scheduler;
 pub mod template;
 pub mod time;
 
