@@ -125,6 +125,8 @@ pub struct GroupStatus {
 }
 
 type StatusKey = (String, String);
+/// Each rule's name, status and instance counts, in group order.
+type GroupRuleStatus = Vec<(String, RuleStatus, StateCounts)>;
 
 /// Rule groups of every tenant.
 pub struct RuleStore {
@@ -133,7 +135,7 @@ pub struct RuleStore {
     clock: Arc<dyn Clock>,
     files: Vec<(TenantId, RuleGroup)>,
     changes: watch::Sender<u64>,
-    status: RwLock<HashMap<StatusKey, Vec<(String, RuleStatus, StateCounts)>>>,
+    status: RwLock<HashMap<StatusKey, GroupRuleStatus>>,
 }
 
 impl std::fmt::Debug for RuleStore {

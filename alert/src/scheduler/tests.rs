@@ -378,3 +378,97 @@ async fn the_run_loop_stops_on_shutdown() {
     s.clone().run(async {}).await;
     assert!(s.next_due().is_some(), "groups were loaded");
 }
+
+/// Counts queries in flight and the most seen at once; each query yields a few times so
+/// that others could overlap if the scheduler let them.
+#[derive(Default)]
+struct OverlapQuerier {
+    in_flight: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    done: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl RuleQuerier for OverlapQuerier {
+    async fn query(&self, _tenant: &TenantId, _sql: &str) -> Result<Vec<RecordBatch>, String> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.done.fetch_add(1, Ordering::SeqCst);
+        Ok(Vec::new())
+    }
+
+    async fn validate(&self, _tenant: &TenantId, _sql: &str) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_more_groups_run_at_once_than_the_limit() {
+    let f = Fixture::new();
+    for n in 0..6 {
+        f.store
+            .create(&acme(), group(&format!("g{n}"), 15, 0), &by())
+            .await
+            .unwrap();
+    }
+    let querier = Arc::new(OverlapQuerier::default());
+    let s = Scheduler::new(
+        f.store.clone(),
+        querier.clone(),
+        f.sink.clone(),
+        Arc::new(f.clock.clone()),
+        tokio::runtime::Handle::current(),
+        SchedulerConfig {
+            max_concurrent: 1,
+            ..SchedulerConfig::default()
+        },
+    );
+    s.reload().await.unwrap();
+    // Every group is due within one interval.
+    assert_eq!(s.evaluate_due(T0 + 15 * S).await, 6);
+    assert_eq!(querier.done.load(Ordering::SeqCst), 6);
+    assert_eq!(querier.most.load(Ordering::SeqCst), 1);
+}
+
+/// A query that never answers.
+struct HangingQuerier;
+
+#[async_trait]
+impl RuleQuerier for HangingQuerier {
+    async fn query(&self, _tenant: &TenantId, _sql: &str) -> Result<Vec<RecordBatch>, String> {
+        std::future::pending().await
+    }
+
+    async fn validate(&self, _tenant: &TenantId, _sql: &str) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_query_past_its_timeout_makes_the_rule_unhealthy() {
+    let f = Fixture::new();
+    f.store
+        .create(&acme(), group("checkout", 15, 0), &by())
+        .await
+        .unwrap();
+    let s = Scheduler::new(
+        f.store.clone(),
+        Arc::new(HangingQuerier),
+        f.sink.clone(),
+        Arc::new(f.clock.clone()),
+        tokio::runtime::Handle::current(),
+        SchedulerConfig {
+            eval_timeout: Duration::from_millis(1),
+            ..SchedulerConfig::default()
+        },
+    );
+    s.reload().await.unwrap();
+    assert_eq!(s.evaluate_due(T0 + 15 * S).await, 1);
+    let status = f.store.rules_status(&acme()).await.unwrap();
+    let error = status[0].rules[0].last_error.clone().unwrap();
+    assert!(error.contains("ran longer than 1ms"), "{error}");
+}
