@@ -108,6 +108,8 @@ struct GroupRun {
     offset: Nanos,
     next_due: AtomicI64,
     running: AtomicBool,
+    /// Replaced or removed by a reload: an evaluation that had not started yet skips it.
+    retired: AtomicBool,
     /// Each rule's state, by alert name.
     state: tokio::sync::Mutex<BTreeMap<String, RuleState>>,
 }
@@ -198,7 +200,11 @@ impl Scheduler {
                     next.insert(key, run.clone());
                 }
                 Some(run) => {
-                    let mut state = run.state.lock().await.clone();
+                    let mut state = {
+                        let state = run.state.lock().await;
+                        run.retired.store(true, Ordering::SeqCst);
+                        state.clone()
+                    };
                     state.retain(|name, _| stored.group.rules.iter().any(|r| &r.alert == name));
                     let offset = group_offset(&tenant, &stored.group.name, interval);
                     let next_due = if run.stored.group.interval() == interval {
@@ -249,6 +255,7 @@ impl Scheduler {
     /// A deleted group: its firing instances end now.
     async fn retire(&self, run: &GroupRun, now: Nanos) {
         let state = run.state.lock().await;
+        run.retired.store(true, Ordering::SeqCst);
         let mut alerts = Vec::new();
         let mut rows = Vec::new();
         for instance in state.values().flat_map(|s| s.instances.values()) {
@@ -328,8 +335,12 @@ impl Scheduler {
                     .store(next_slot(now + 1, interval, run.offset), Ordering::SeqCst);
                 let this = self.clone();
                 self.runtime.spawn(async move {
+                    // The state first: a reload waits for an evaluation that was started.
+                    let mut state = run.state.lock().await;
                     let permit = this.permits.clone().acquire_owned().await;
-                    this.evaluate_group(&run, now).await;
+                    if !run.retired.load(Ordering::SeqCst) {
+                        this.evaluate_group(&run, &mut state, now).await;
+                    }
                     drop(permit);
                     run.running.store(false, Ordering::SeqCst);
                 })
@@ -349,10 +360,14 @@ impl Scheduler {
         n
     }
 
-    async fn evaluate_group(&self, run: &GroupRun, now: Nanos) {
+    async fn evaluate_group(
+        &self,
+        run: &GroupRun,
+        state: &mut BTreeMap<String, RuleState>,
+        now: Nanos,
+    ) {
         let group: &RuleGroup = &run.stored.group;
         let timeout = self.config.eval_timeout.min(group.interval());
-        let mut state = run.state.lock().await;
         let mut alerts = Vec::new();
         let mut rows = Vec::new();
         let mut changed = false;
@@ -401,7 +416,7 @@ impl Scheduler {
             warn!(tenant = %run.tenant, group = %group.name, error = %e, "cannot append alert history");
         }
         if changed {
-            match serde_json::to_string(&*state) {
+            match serde_json::to_string(&state) {
                 Ok(body) => {
                     let doc = Doc {
                         tenant: run.tenant.clone(),
@@ -475,6 +490,7 @@ fn run_of(
         offset,
         next_due: AtomicI64::new(next_due),
         running: AtomicBool::new(false),
+        retired: AtomicBool::new(false),
         state: tokio::sync::Mutex::new(state),
     }
 }

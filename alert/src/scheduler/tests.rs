@@ -472,3 +472,31 @@ async fn a_query_past_its_timeout_makes_the_rule_unhealthy() {
     let error = status[0].rules[0].last_error.clone().unwrap();
     assert!(error.contains("ran longer than 1ms"), "{error}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_evaluation_of_a_group_deleted_before_it_started_is_skipped() {
+    let f = Fixture::new();
+    f.store
+        .create(&acme(), group("checkout", 15, 0), &by())
+        .await
+        .unwrap();
+    let s = f.scheduler();
+    s.reload().await.unwrap();
+    // Started (spawned) but not yet run: this runtime runs it only when the test yields.
+    let handles = s.start_due(T0 + 15 * S);
+    assert_eq!(handles.len(), 1);
+    f.store.delete(&acme(), "checkout", &by()).await.unwrap();
+    s.reload().await.unwrap();
+    for h in handles {
+        h.await.unwrap();
+    }
+    assert!(f.querier.queries.lock().is_empty());
+    assert!(
+        (f.docs
+            .get_doc(&acme(), RULE_STATE_KIND, "checkout")
+            .await
+            .unwrap())
+        .is_none(),
+        "no state saved for a deleted group"
+    );
+}
