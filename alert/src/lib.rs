@@ -5,7 +5,7 @@
 //! notifiers (docs/ALERTING.md).
 //!
 //! ```text
-//! rules::Scheduler ─ SQL ─► strata_query ─► eval::RuleState ─► Alerter::receive ◄─ POST /api/v2/alerts
+//! scheduler::Scheduler ─ SQL ─► strata_query ─► eval::RuleState ─► Alerter::receive ◄─ POST /api/v2/alerts
 //!                                                  │ alerts table        │ route, group, inhibit,
 //!                                                  ▼                     │ silence, correlate,
 //!                                            alert_history            ▼ escalate
@@ -18,6 +18,7 @@
 pub mod alerter;
 pub mod config;
 pub mod dispatch;
+pub mod eval;
 pub mod incident;
 pub mod inhibit;
 pub mod intake;
@@ -25,6 +26,9 @@ pub mod matchers;
 pub mod model;
 pub mod notify;
 pub mod receiver;
+pub mod rule_store;
+pub mod rules;
+pub mod scheduler;
 pub mod silence;
 pub mod template;
 pub mod time;

@@ -1,6 +1,7 @@
 //! The query engine: a DataFusion session per query that sees only the tenant's tables, with
 //! DDL, DML, `COPY`, `SET` and file or URL access switched off. Admin callers' sessions also
-//! hold the tenant's `audit` table ([`QueryOptions::audit`], `crate::audit`).
+//! hold the tenant's `audit` table ([`QueryOptions::audit`], `crate::audit`); every session
+//! holds the tenant's `alerts` history when the engine has one ([`QueryEngine::with_alert_history`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,8 +25,10 @@ use futures::StreamExt;
 use object_store::ObjectStore;
 use std::num::NonZeroUsize;
 use strata_storage::audit::AuditLog;
+use strata_storage::docs::DocStore;
 use strata_storage::{PerTenant, Signal, Storage, TenantId};
 
+use crate::alerts::{ALERTS_TABLE, AlertsTable};
 use crate::audit::{AUDIT_TABLE, AuditTable};
 use crate::error::{QueryError, Result};
 use crate::limits::{Admission, QueryLimits, ScanBudget, human_bytes};
@@ -93,6 +96,8 @@ pub struct QueryEngine {
     admission: Admission,
     /// Where the `audit` table's rows come from; `None`: no session has an `audit` table.
     audit_log: Option<Arc<dyn AuditLog>>,
+    /// Where the `alerts` table's rows come from; `None`: no session has an `alerts` table.
+    alert_history: Option<Arc<dyn DocStore>>,
     /// CPU-heavy execution runs here, so queries never starve the ingest I/O threads.
     executor: tokio::runtime::Handle,
     executor_runtime: Option<tokio::runtime::Runtime>,
@@ -140,6 +145,7 @@ impl QueryEngine {
             limits: config.limits,
             admission: Admission::default(),
             audit_log: None,
+            alert_history: None,
             executor,
             executor_runtime: None,
         })
@@ -149,6 +155,13 @@ impl QueryEngine {
     /// `log`.
     pub fn with_audit_log(mut self, log: Arc<dyn AuditLog>) -> Self {
         self.audit_log = Some(log);
+        self
+    }
+
+    /// Serves the `alerts` table (alert history) of every session from `store`: every
+    /// caller of a tenant sees that tenant's rows.
+    pub fn with_alert_history(mut self, store: Arc<dyn DocStore>) -> Self {
+        self.alert_history = Some(store);
         self
     }
 
@@ -221,6 +234,10 @@ impl QueryEngine {
         if let (true, Some(log)) = (options.audit, &self.audit_log) {
             let table = AuditTable::new(log.clone(), tenant.clone());
             schema.register_table(AUDIT_TABLE.to_string(), Arc::new(table))?;
+        }
+        if let Some(store) = &self.alert_history {
+            let table = AlertsTable::new(store.clone(), tenant.clone());
+            schema.register_table(ALERTS_TABLE.to_string(), Arc::new(table))?;
         }
         let catalog = Arc::new(MemoryCatalogProvider::new());
         catalog.register_schema(SCHEMA, schema)?;

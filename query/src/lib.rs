@@ -14,6 +14,7 @@
 //!
 //! Depends on `strata-storage` only.
 
+pub mod alerts;
 pub mod audit;
 mod engine;
 mod error;
