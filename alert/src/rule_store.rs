@@ -133,7 +133,7 @@ pub struct RuleStore {
     docs: Arc<dyn DocStore>,
     querier: Arc<dyn RuleQuerier>,
     clock: Arc<dyn Clock>,
-    files: Vec<(TenantId, RuleGroup)>,
+    files: RwLock<Arc<Vec<(TenantId, RuleGroup)>>>,
     changes: watch::Sender<u64>,
     status: RwLock<HashMap<StatusKey, GroupRuleStatus>>,
 }
@@ -141,7 +141,7 @@ pub struct RuleStore {
 impl std::fmt::Debug for RuleStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RuleStore")
-            .field("file_groups", &self.files.len())
+            .field("file_groups", &self.files.read().len())
             .finish()
     }
 }
@@ -157,16 +157,22 @@ impl RuleStore {
             docs,
             querier,
             clock,
-            files: Vec::new(),
+            files: RwLock::new(Arc::new(Vec::new())),
             changes: watch::channel(0).0,
             status: RwLock::new(HashMap::new()),
         }
     }
 
     /// Adds the read-only groups of `--rules` ([`crate::rules::load_rules`]).
-    pub fn with_file_groups(mut self, groups: Vec<(TenantId, RuleGroup)>) -> Self {
-        self.files = groups;
+    pub fn with_file_groups(self, groups: Vec<(TenantId, RuleGroup)>) -> Self {
+        *self.files.write() = Arc::new(groups);
         self
+    }
+
+    /// Replaces the groups of `--rules` (a reload); the scheduler picks the change up.
+    pub fn replace_file_groups(&self, groups: Vec<(TenantId, RuleGroup)>) {
+        *self.files.write() = Arc::new(groups);
+        self.changes.send_modify(|v| *v += 1);
     }
 
     /// The document store the groups live in.
@@ -179,10 +185,10 @@ impl RuleStore {
         self.changes.subscribe()
     }
 
-    fn file_group(&self, tenant: &TenantId, name: &str) -> Option<&RuleGroup> {
-        (self.files.iter())
+    fn file_group(&self, tenant: &TenantId, name: &str) -> Option<RuleGroup> {
+        (self.files.read().iter())
             .find(|(t, g)| t == tenant && g.name == name)
-            .map(|(_, g)| g)
+            .map(|(_, g)| g.clone())
     }
 
     /// Validates `group` for `tenant`, SQL included; returns it as stored (no `tenant` key).
@@ -332,7 +338,7 @@ impl RuleStore {
     /// One group of `tenant`.
     pub async fn get(&self, tenant: &TenantId, name: &str) -> Result<StoredGroup> {
         if let Some(group) = self.file_group(tenant, name) {
-            return Ok(file_stored(group));
+            return Ok(file_stored(&group));
         }
         match self.docs.get_doc(tenant, RULE_GROUP_KIND, name).await? {
             Some(doc) => stored_of(&doc),
@@ -342,7 +348,8 @@ impl RuleStore {
 
     /// `tenant`'s groups, by name (file groups and API groups together).
     pub async fn list(&self, tenant: &TenantId) -> Result<Vec<StoredGroup>> {
-        let mut out: Vec<StoredGroup> = (self.files.iter())
+        let files = self.files.read().clone();
+        let mut out: Vec<StoredGroup> = (files.iter())
             .filter(|(t, _)| t == tenant)
             .map(|(_, g)| file_stored(g))
             .collect();
@@ -356,7 +363,8 @@ impl RuleStore {
     /// Every tenant's groups: file groups first, then API groups by tenant and name. An API
     /// group shadowed by a file group of the same name is left out.
     pub async fn all_groups(&self) -> Result<Vec<(TenantId, StoredGroup)>> {
-        let mut out: Vec<(TenantId, StoredGroup)> = (self.files.iter())
+        let files = self.files.read().clone();
+        let mut out: Vec<(TenantId, StoredGroup)> = (files.iter())
             .map(|(t, g)| (t.clone(), file_stored(g)))
             .collect();
         for doc in self.docs.list_docs(None, RULE_GROUP_KIND).await? {

@@ -270,6 +270,25 @@ pub fn is_label_name(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// Largest rule group accepted through the API.
+pub const MAX_GROUP_BYTES: usize = 1024 * 1024;
+
+/// Parses one rule group sent to the API, as YAML or JSON (JSON is YAML), and validates it
+/// (names, labels, templates; not the SQL, which needs the engine).
+pub fn parse_group(body: &[u8]) -> Result<RuleGroup, RuleError> {
+    if body.len() > MAX_GROUP_BYTES {
+        return Err(RuleError::Invalid(format!(
+            "a rule group is at most {MAX_GROUP_BYTES} bytes"
+        )));
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| RuleError::Invalid("a rule group must be UTF-8 text".into()))?;
+    let group: RuleGroup = serde_yaml_ng::from_str(text)
+        .map_err(|e| RuleError::Invalid(format!("not a rule group: {e}")))?;
+    group.validate()?;
+    Ok(group)
+}
+
 /// Parses and validates one rule file's text (`path` names it in errors).
 pub fn parse_rule_file(path: &Path, text: &str) -> Result<RuleFile, RuleError> {
     let file_err = |message: String| RuleError::File {

@@ -149,7 +149,9 @@ impl Node {
                 },
             )?
             // The `audit` table of admin callers' sessions.
-            .with_audit_log(catalog.clone()),
+            .with_audit_log(catalog.clone())
+            // The `alerts` table (alert history) of every session.
+            .with_alert_history(catalog.clone()),
         );
         let alerting = alerting::Alerting::start(&config, engine.clone(), catalog).await?;
 

@@ -33,10 +33,11 @@ pub mod payload;
 pub mod sign;
 pub mod ssrf;
 
-pub use deliver::{Notifier, NotifyConfig, SharedConfig, backoff};
+pub use deliver::{Notifier, NotifyConfig, SharedConfig, backoff, validate_delivery};
 pub use outbox::{
     Attempt, AttemptOutcome, DeliveryStatus, Integration, Metrics, Outbox, OutboxEntry,
 };
+pub use payload::validate;
 
 /// Errors of the notification API (`/api/v1/notifications`) and of the outbox.
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,10 @@
 //! | `POST /api/v1/silences`, `PUT /api/v1/silences/{id}`, `DELETE /api/v1/silences/{id}` | write |
 //! | `GET /api/v1/incidents`, `GET /api/v1/incidents/{id}` | read |
 //! | `POST /api/v1/incidents/{id}/acknowledge`, `POST /api/v1/incidents/{id}/resolve` | write |
+//! | `GET /api/v1/rules`, `GET /api/v1/rules/{name}` | read |
+//! | `POST /api/v1/rules`, `PUT /api/v1/rules/{name}`, `DELETE /api/v1/rules/{name}` | write |
+//! | `GET /api/v1/notifications`, `GET /api/v1/notifications/{id}` | read |
+//! | `POST /api/v1/notifications/{id}/retry` | write |
 //! | `POST /-/reload` | admin (of the operator tenant with auth `keys`) |
 //!
 //! Times are RFC 3339 in answers and requests.
@@ -25,6 +29,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use strata_alert::incident::{Incident, TimelineEntry};
 use strata_alert::matchers::{MatchOp, Matcher};
+use strata_alert::notify::{DeliveryStatus, NotifyError, OutboxEntry};
+use strata_alert::rule_store::{GroupStatus, RuleStoreError, StoredGroup};
+use strata_alert::rules::parse_group;
 use strata_alert::time::{parse_rfc3339, rfc3339};
 use strata_alert::{
     AlertState, AlertStatus, AlerterError, IncidentError, Nanos, Silence, SilenceSpec,
@@ -52,6 +59,14 @@ pub fn routes() -> Router<ApiState> {
         .route("/api/v1/incidents/{id}", get(get_incident))
         .route("/api/v1/incidents/{id}/acknowledge", post(acknowledge))
         .route("/api/v1/incidents/{id}/resolve", post(resolve))
+        .route("/api/v1/rules", get(list_rules).post(create_rules))
+        .route(
+            "/api/v1/rules/{name}",
+            get(get_rules).put(update_rules).delete(delete_rules),
+        )
+        .route("/api/v1/notifications", get(list_notifications))
+        .route("/api/v1/notifications/{id}", get(get_notification))
+        .route("/api/v1/notifications/{id}/retry", post(retry_notification))
         .route("/-/reload", post(reload))
 }
 
@@ -484,6 +499,252 @@ async fn resolve(
         .await
         .map_err(alerter_error)?;
     Ok(axum::Json(incident_json(&incident)).into_response())
+}
+
+// ----------------------------------------------------------------------------------- rules
+
+fn rule_store_error(e: RuleStoreError) -> ApiError {
+    match e.http_status() {
+        400 => ApiError::bad_request(e.to_string()),
+        404 => ApiError::not_found(e.to_string()),
+        409 => ApiError::conflict(e.to_string()),
+        _ => ApiError::internal(e),
+    }
+}
+
+/// A group as the API answers it: its definition, where it comes from, and each rule's
+/// live status.
+fn group_json(stored: &StoredGroup, status: Option<&GroupStatus>) -> Value {
+    let mut value = serde_json::to_value(&stored.group).unwrap_or(Value::Null);
+    if let Some(object) = value.as_object_mut() {
+        object.remove("tenant");
+        object.insert("origin".into(), json!(stored.origin));
+        object.insert("updatedAt".into(), time_json(stored.updated_at));
+        object.insert(
+            "interval".into(),
+            json!(strata_alert::time::format_duration(stored.group.interval())),
+        );
+        if let Some(Value::Array(rules)) = object.get_mut("rules") {
+            for rule in rules.iter_mut() {
+                let name = rule
+                    .get("alert")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let live = status.and_then(|g| g.rules.iter().find(|r| r.alert == name));
+                if let (Some(rule), Some(live)) = (rule.as_object_mut(), live) {
+                    rule.insert("health".into(), json!(live.health));
+                    rule.insert("lastError".into(), json!(live.last_error));
+                    rule.insert("lastEvaluation".into(), time_json(live.last_evaluation));
+                    rule.insert(
+                        "evaluationDurationSeconds".into(),
+                        json!(live.evaluation_duration_seconds),
+                    );
+                    rule.insert("alerts".into(), json!(live.counts));
+                }
+            }
+        }
+    }
+    value
+}
+
+async fn groups_json(
+    alerting: &Alerting,
+    tenant: &strata_storage::TenantId,
+    only: Option<&str>,
+) -> Result<Vec<Value>, ApiError> {
+    let status = (alerting.rules.rules_status(tenant).await).map_err(rule_store_error)?;
+    let groups = match only {
+        Some(name) => vec![(alerting.rules.get(tenant, name).await).map_err(rule_store_error)?],
+        None => (alerting.rules.list(tenant).await).map_err(rule_store_error)?,
+    };
+    Ok(groups
+        .iter()
+        .map(|g| group_json(g, status.iter().find(|s| s.name == g.group.name)))
+        .collect())
+}
+
+fn parse_group_body(body: &[u8]) -> Result<strata_alert::rules::RuleGroup, ApiError> {
+    parse_group(body).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// `GET /api/v1/rules`: the tenant's rule groups with each rule's health and instances.
+async fn list_rules(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Read)?;
+    let alerting = alerting(&state)?;
+    let groups = groups_json(&alerting, &caller.tenant, None).await?;
+    Ok(axum::Json(json!({ "groups": groups })).into_response())
+}
+
+async fn get_rules(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Read)?;
+    let alerting = alerting(&state)?;
+    let mut groups = groups_json(&alerting, &caller.tenant, Some(&name)).await?;
+    Ok(axum::Json(groups.remove(0)).into_response())
+}
+
+/// `POST /api/v1/rules` (write): a new group (YAML or JSON); its SQL must plan. 201.
+async fn create_rules(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    remote: Remote,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Write)?;
+    let alerting = alerting(&state)?;
+    let group = parse_group_body(&body)?;
+    let stored = (alerting.rules)
+        .create(&caller.tenant, group, &actor(&caller, remote))
+        .await
+        .map_err(rule_store_error)?;
+    Ok((StatusCode::CREATED, axum::Json(group_json(&stored, None))).into_response())
+}
+
+/// `PUT /api/v1/rules/{name}` (write): replaces a group (its name must stay `name`).
+async fn update_rules(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    remote: Remote,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Write)?;
+    let alerting = alerting(&state)?;
+    let group = parse_group_body(&body)?;
+    let stored = (alerting.rules)
+        .update(&caller.tenant, &name, group, &actor(&caller, remote))
+        .await
+        .map_err(rule_store_error)?;
+    Ok(axum::Json(group_json(&stored, None)).into_response())
+}
+
+/// `DELETE /api/v1/rules/{name}` (write): its firing alerts resolve. 204.
+async fn delete_rules(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    remote: Remote,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Write)?;
+    let alerting = alerting(&state)?;
+    (alerting.rules)
+        .delete(&caller.tenant, &name, &actor(&caller, remote))
+        .await
+        .map_err(rule_store_error)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// --------------------------------------------------------------------------- notifications
+
+fn notify_error(e: NotifyError) -> ApiError {
+    match e {
+        NotifyError::NotFound(_) => ApiError::not_found(e.to_string()),
+        NotifyError::Conflict(_) => ApiError::conflict(e.to_string()),
+        NotifyError::InvalidTenant(_) => ApiError::bad_request(e.to_string()),
+        NotifyError::Store(_) | NotifyError::Corrupt { .. } => ApiError::internal(e),
+    }
+}
+
+/// A delivery as the API answers it.
+fn entry_json(e: &OutboxEntry) -> Value {
+    let n = &e.notification;
+    json!({
+        "id": e.id,
+        "receiver": e.receiver,
+        "integration": e.integration,
+        "status": e.status.as_str(),
+        "notification": {
+            "id": n.id,
+            "kind": n.kind,
+            "status": n.status.as_str(),
+            "groupKey": n.group_key,
+            "groupLabels": n.group_labels,
+            "alerts": n.alerts.len(),
+            "incident": n.incident,
+            "escalationStep": n.escalation_step,
+        },
+        "createdAt": rfc3339(e.created_at),
+        "nextAttemptAt": time_json(e.next_attempt_at),
+        "deliveredAt": time_json(e.delivered_at),
+        "lastError": e.last_error,
+        "attempts": e.attempts.iter().map(|a| json!({
+            "at": rfc3339(a.at),
+            "outcome": a.outcome,
+            "httpStatus": a.http_status,
+            "error": a.error,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationFilter {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/notifications[?status=pending|delivered|dead|skipped][&limit=N]`, newest
+/// first (at most 1,000; 100 by default). `status=dead` is the dead-letter list.
+async fn list_notifications(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    Query(filter): Query<NotificationFilter>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Read)?;
+    let status = match filter.status.as_deref() {
+        None => None,
+        Some("pending") => Some(DeliveryStatus::Pending),
+        Some("delivered") => Some(DeliveryStatus::Delivered),
+        Some("dead") => Some(DeliveryStatus::Dead),
+        Some("skipped") => Some(DeliveryStatus::Skipped),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "status must be pending, delivered, dead or skipped, not {other:?}"
+            )));
+        }
+    };
+    let limit = filter.limit.unwrap_or(100).min(1000);
+    let alerting = alerting(&state)?;
+    let entries = (alerting.outbox)
+        .list(caller.tenant.as_str(), status, limit)
+        .await
+        .map_err(notify_error)?;
+    let entries: Vec<Value> = entries.iter().map(entry_json).collect();
+    Ok(axum::Json(json!({ "notifications": entries })).into_response())
+}
+
+async fn get_notification(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Read)?;
+    let alerting = alerting(&state)?;
+    let entry = (alerting.outbox.get(caller.tenant.as_str(), &id).await).map_err(notify_error)?;
+    Ok(axum::Json(entry_json(&entry)).into_response())
+}
+
+/// `POST /api/v1/notifications/{id}/retry` (write): a dead letter is delivered again.
+async fn retry_notification(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Write)?;
+    let alerting = alerting(&state)?;
+    let entry = (alerting.outbox)
+        .retry(caller.tenant.as_str(), &id, alerting.clock.now())
+        .await
+        .map_err(notify_error)?;
+    Ok(axum::Json(entry_json(&entry)).into_response())
 }
 
 // ---------------------------------------------------------------------------------- reload

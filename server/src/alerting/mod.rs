@@ -20,7 +20,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_alert::{AlertSink, Alerter, AlerterConfig, Clock, SystemClock};
+use strata_alert::notify::{Notifier, Outbox, SharedConfig};
+use strata_alert::rule_store::RuleStore;
+use strata_alert::rules::{RuleError, load_rules};
+use strata_alert::scheduler::{RuleQuerier, Scheduler, SchedulerConfig};
+use strata_alert::{AlertSink, Alerter, AlerterConfig, Clock, Notification, SystemClock};
 use strata_query::QueryEngine;
 use strata_storage::{DocStore, TenantId};
 use tokio::sync::watch;
@@ -42,13 +46,23 @@ pub enum AlertingError {
     Config(#[from] strata_alert::ConfigError),
     #[error("alerter state: {0}")]
     State(#[from] strata_alert::AlerterError),
+    #[error("alert rules: {0}")]
+    Rules(#[from] RuleError),
 }
 
 /// A node's alerting.
 pub struct Alerting {
     pub alerter: Arc<Alerter>,
+    pub rules: Arc<RuleStore>,
+    pub outbox: Arc<Outbox>,
     pub store: Arc<dyn DocStore>,
     pub clock: Arc<dyn Clock>,
+    /// Receivers and delivery settings the notifier reads at each attempt.
+    notify_config: Arc<SharedConfig>,
+    /// Notifications the tick could not write to the outbox yet (the catalog failed): written
+    /// first at the next tick; the alerter's state is not saved while any wait.
+    unsent: tokio::sync::Mutex<Vec<Notification>>,
+    rules_path: Option<PathBuf>,
     config_path: Option<PathBuf>,
     external_url: Option<String>,
     stop: watch::Sender<bool>,
@@ -91,19 +105,52 @@ impl Alerting {
             config.alerter_config.as_deref(),
             config.external_url.as_deref(),
         )?;
+        let notify_config = Arc::new(SharedConfig::new(
+            alerter_config.receivers.clone(),
+            alerter_config.delivery.clone(),
+        ));
         let alerter = Arc::new(Alerter::new(alerter_config)?);
         alerter.restore(store.as_ref(), clock.now()).await?;
+        let querier: Arc<dyn RuleQuerier> = engine.clone();
+        let mut rules = RuleStore::new(store.clone(), querier.clone(), clock.clone());
+        if let Some(path) = &config.rules {
+            rules = rules.with_file_groups(load_rules(path)?);
+        }
+        let rules = Arc::new(rules);
+        let outbox = Arc::new(Outbox::new(store.clone(), clock.clone()));
         let (stop, stop_rx) = watch::channel(false);
+        let scheduler = Scheduler::new(
+            rules.clone(),
+            querier,
+            alerter.clone(),
+            clock.clone(),
+            tokio::runtime::Handle::current(),
+            SchedulerConfig::default(),
+        );
+        let notifier = Notifier::new(outbox.clone(), notify_config.clone(), clock.clone());
         let alerting = Arc::new(Self {
             alerter,
+            rules,
+            outbox,
             store,
             clock,
+            notify_config,
+            unsent: tokio::sync::Mutex::new(Vec::new()),
+            rules_path: config.rules.clone(),
             config_path: config.alerter_config.clone(),
             external_url: config.external_url.clone(),
             stop,
             tasks: parking_lot::Mutex::new(Vec::new()),
         });
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
         let tasks = vec![
+            tokio::spawn(scheduler.run(stopped(stop_rx.clone()))),
+            tokio::spawn({
+                let stop = stopped(stop_rx.clone());
+                async move { notifier.run(stop).await }
+            }),
             tokio::spawn(alerting.clone().run_ticks(stop_rx.clone())),
             tokio::spawn(alerting.clone().run_service_graphs(
                 engine,
@@ -115,15 +162,27 @@ impl Alerting {
         Ok(alerting)
     }
 
-    /// Reads the alerter file again and applies it; an invalid file is refused with the
-    /// reason and the configuration in force is kept.
+    /// Reads the alerter file and the rule files again and applies them. Both are read and
+    /// validated before either is applied: if one is invalid, it is refused with the reason
+    /// and the configuration in force is kept whole.
     pub async fn reload(&self) -> Result<(), String> {
         let config = load_config(self.config_path.as_deref(), self.external_url.as_deref())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("alerter configuration: {e}"))?;
+        let rules = (self.rules_path.as_deref())
+            .map(load_rules)
+            .transpose()
+            .map_err(|e| format!("alert rules: {e}"))?;
+        let (receivers, delivery) = (config.receivers.clone(), config.delivery.clone());
         self.alerter
             .reload(config, self.clock.now())
-            .map_err(|e| e.to_string())?;
-        tracing::info!(file = ?self.config_path, "alerter configuration reloaded");
+            .map_err(|e| format!("alerter configuration: {e}"))?;
+        self.notify_config.replace(receivers, delivery);
+        if let Some(groups) = rules {
+            self.rules.replace_file_groups(groups);
+        }
+        tracing::info!(
+            alerter_config = ?self.config_path, rules = ?self.rules_path, "alerting reloaded"
+        );
         Ok(())
     }
 
@@ -164,21 +223,51 @@ impl Alerting {
                 _ = stop.wait_for(|s| *s) => return,
             }
             let now = self.clock.now();
-            let notifications = self.alerter.tick(now);
-            let sent = !notifications.is_empty();
-            for notification in notifications {
-                tracing::info!(
-                    tenant = %notification.tenant,
-                    receiver = %notification.receiver,
-                    group = %notification.group_key,
-                    status = notification.status.as_str(),
-                    id = %notification.id,
-                    "notification"
-                );
+            let mut unsent = self.unsent.lock().await;
+            unsent.extend(self.alerter.tick(now));
+            let sent = !unsent.is_empty();
+            let mut failed = Vec::new();
+            for notification in unsent.drain(..) {
+                if !self.enqueue(&notification).await {
+                    failed.push(notification);
+                }
             }
-            if sent || now - last_persist >= strata_alert::time::nanos(PERSIST_EVERY) {
+            *unsent = failed;
+            // The state is saved only once everything it has sent is in the outbox.
+            if unsent.is_empty()
+                && (sent || now - last_persist >= strata_alert::time::nanos(PERSIST_EVERY))
+            {
                 self.persist().await;
                 last_persist = now;
+            }
+        }
+    }
+
+    /// Writes a notification to the outbox; false if it must be tried again.
+    async fn enqueue(&self, n: &Notification) -> bool {
+        let config = self.alerter.config();
+        let Some(receiver) = config.receivers.iter().find(|r| r.name == n.receiver) else {
+            // Only a reload between the tick and here can remove it.
+            tracing::warn!(receiver = %n.receiver, id = %n.id, "notification to an unknown receiver dropped");
+            return true;
+        };
+        match self.outbox.enqueue(n, receiver).await {
+            Ok(ids) => {
+                if !ids.is_empty() {
+                    tracing::info!(
+                        tenant = %n.tenant,
+                        receiver = %n.receiver,
+                        group = %n.group_key,
+                        status = n.status.as_str(),
+                        id = %n.id,
+                        "notification queued"
+                    );
+                }
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, id = %n.id, "cannot queue a notification; retrying");
+                false
             }
         }
     }
