@@ -51,6 +51,7 @@ storage_suite=(
   tests/e2e/test_audit.py
   tests/e2e/test_backpressure.py
   tests/e2e/test_maintenance.py
+  tests/e2e/test_alerting.py
   tests/e2e/test_s3.py
   tests/e2e/test_postgres.py
 )

@@ -61,7 +61,8 @@ pub const KIND_ALERTS: &str = "alerter_alerts";
 pub const KIND_PENDING: &str = "alerter_pending";
 pub const KIND_GROUP: &str = "alert_group";
 pub const KIND_SILENCE: &str = "silence";
-pub const KIND_INCIDENT: &str = "incident";
+/// The same kind the `incidents` SQL table reads.
+pub const KIND_INCIDENT: &str = strata_query::incidents::INCIDENT_DOC_KIND;
 
 /// Errors of silence operations, audited operations and persistence.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

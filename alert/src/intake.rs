@@ -5,7 +5,8 @@
 //! As Alertmanager does: `labels` must be a non-empty map of valid label names to non-empty
 //! values; `startsAt` defaults to the time of receipt; an alert without `endsAt` fires until
 //! the sender stops re-sending it, then resolves after the alerter's resolve timeout
-//! (`crate::alerter`); an `endsAt` before `startsAt` is an error. The whole request is refused
+//! (`crate::alerter`); an alert with `endsAt` and no `startsAt` starts at its end; an
+//! `endsAt` before `startsAt` is an error. The whole request is refused
 //! if any alert is invalid, with the index of the first bad alert.
 
 use serde::Deserialize;
@@ -97,8 +98,10 @@ fn alert_of(p: PostableAlert, now: Nanos) -> Result<Alert, String> {
                 .map_err(|e| format!("{field}: {e}")),
         }
     };
-    let starts_at = time("startsAt", p.starts_at)?.unwrap_or(now);
     let ends_at = time("endsAt", p.ends_at)?;
+    // As Alertmanager: without a start, an alert starts at its end (a resolved alert sent
+    // once), else now.
+    let starts_at = time("startsAt", p.starts_at)?.unwrap_or(ends_at.unwrap_or(now));
     if let Some(end) = ends_at
         && end < starts_at
     {
@@ -147,12 +150,19 @@ mod tests {
     }
 
     #[test]
-    fn defaults_start_to_now_and_leave_the_end_open() {
+    fn defaults_start_to_now_or_to_the_end() {
         let alerts = parse_postable_alerts(br#"[{"labels":{"alertname":"X"}}]"#, NOW).unwrap();
         assert_eq!((alerts[0].starts_at, alerts[0].ends_at), (NOW, None));
         let zero = br#"[{"labels":{"alertname":"X"},"endsAt":"0001-01-01T00:00:00Z"}]"#;
         assert_eq!(parse_postable_alerts(zero, NOW).unwrap()[0].ends_at, None);
         assert_eq!(parse_postable_alerts(b"[]", NOW).unwrap(), vec![]);
+        let resolved = format!(
+            r#"[{{"labels":{{"alertname":"X"}},"endsAt":"{}"}}]"#,
+            rfc3339(NOW - 1_000_000_000)
+        );
+        let alert = &parse_postable_alerts(resolved.as_bytes(), NOW).unwrap()[0];
+        assert_eq!(alert.starts_at, NOW - 1_000_000_000);
+        assert!(alert.is_resolved(NOW));
     }
 
     #[test]

@@ -31,6 +31,7 @@ use strata_storage::{PerTenant, Signal, Storage, TenantId};
 use crate::alerts::{ALERTS_TABLE, AlertsTable};
 use crate::audit::{AUDIT_TABLE, AuditTable};
 use crate::error::{QueryError, Result};
+use crate::incidents::{INCIDENTS_TABLE, IncidentsTable};
 use crate::limits::{Admission, QueryLimits, ScanBudget, human_bytes};
 use crate::metrics::QueryMetrics;
 use crate::stats::{QueryStats, ScanCounter, add_plan_metrics};
@@ -238,6 +239,8 @@ impl QueryEngine {
         if let Some(store) = &self.alert_history {
             let table = AlertsTable::new(store.clone(), tenant.clone());
             schema.register_table(ALERTS_TABLE.to_string(), Arc::new(table))?;
+            let table = IncidentsTable::new(store.clone(), tenant.clone());
+            schema.register_table(INCIDENTS_TABLE.to_string(), Arc::new(table))?;
         }
         let catalog = Arc::new(MemoryCatalogProvider::new());
         catalog.register_schema(SCHEMA, schema)?;

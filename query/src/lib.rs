@@ -19,6 +19,7 @@ pub mod audit;
 mod engine;
 mod error;
 pub mod format;
+pub mod incidents;
 pub mod limits;
 mod metrics;
 pub mod stats;

@@ -1,8 +1,8 @@
 """A real HTTP webhook receiver for the alerting end-to-end tests.
 
 It listens on 127.0.0.1 (port 0), records every request (path, headers, raw body, parsed JSON)
-and answers from a script: a list of status codes consumed one per request (then
-``default_status``), where ``"hang"`` means: read the request and never answer (until the
+and answers from a script: a list of status codes consumed one per request (the list of the
+request's path in ``scripts``, else ``script``; then ``default_status``), where ``"hang"`` means: read the request and never answer (until the
 receiver is closed). ``verify_signature`` checks Strata's webhook signature the way a receiver
 in production would (docs/ALERTING.md, "Signatures").
 """
@@ -33,6 +33,7 @@ class Delivery:
 class WebhookReceiver:
     script: list = field(default_factory=list)
     default_status: int = 200
+    scripts: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.deliveries: list[Delivery] = []
@@ -47,7 +48,8 @@ class WebhookReceiver:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
                 with receiver._lock:
-                    status = receiver.script.pop(0) if receiver.script else receiver.default_status
+                    script = receiver.scripts.get(self.path, receiver.script)
+                    status = script.pop(0) if script else receiver.default_status
                     receiver.deliveries.append(
                         Delivery(self.path, {k.lower(): v for k, v in self.headers.items()}, body, status)
                     )

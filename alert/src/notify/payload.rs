@@ -141,7 +141,12 @@ fn alert_json(a: &Alert, now: Nanos) -> Value {
         "labels": labels_json(&a.labels),
         "annotations": labels_json(&a.annotations),
         "startsAt": rfc3339(a.starts_at),
-        "endsAt": a.ends_at.map_or_else(|| ZERO_TIME.to_string(), rfc3339),
+        // As Alertmanager: an end that has not come yet (a resolve timeout, a rule's
+        // "valid until") is not shown; firing alerts carry the zero time.
+        "endsAt": match a.ends_at {
+            Some(end) if end <= now => rfc3339(end),
+            _ => ZERO_TIME.to_string(),
+        },
         "generatorURL": a.generator_url,
         "fingerprint": a.fingerprint().to_string(),
     })
