@@ -189,6 +189,11 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_TLS_KEY_FILE", value_name = "FILE")]
     pub tls_key_file: Option<PathBuf>,
 
+    /// Run rule evaluation, the alerter and the notifier on this node; in a cluster sharing
+    /// one catalog, keep it on one node only [default: true]
+    #[arg(long, env = "STRATA_ALERTING", value_name = "BOOL")]
+    pub alerting: Option<bool>,
+
     /// Alert rule file, or directory of `*.yml`/`*.yaml` rule files (docs/ALERTING.md),
     /// loaded at start and on reload; its groups are read-only through the API
     #[arg(long, env = "STRATA_RULES", value_name = "PATH")]
@@ -257,6 +262,7 @@ pub struct FileConfig {
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
     pub auth: Option<AuthMode>,
+    pub alerting: Option<bool>,
     pub rules: Option<PathBuf>,
     pub alerter_config: Option<PathBuf>,
     pub external_url: Option<String>,
@@ -374,6 +380,8 @@ pub struct Config {
     /// `STRATA_BOOTSTRAP_TENANT` [default: default]: the bootstrap key's tenant, whose admin
     /// keys may also read the node-wide `/metrics`.
     pub operator_tenant: TenantId,
+    /// Whether this node evaluates rules, runs the alerter and delivers notifications.
+    pub alerting: bool,
     /// Alert rule file or directory.
     pub rules: Option<PathBuf>,
     /// Alerter configuration file.
@@ -525,6 +533,7 @@ impl ServeArgs {
             ));
         }
         Ok(Config {
+            alerting: self.alerting.or(file.alerting).unwrap_or(true),
             rules: self
                 .rules
                 .or(file.rules)

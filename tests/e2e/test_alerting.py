@@ -661,3 +661,17 @@ def test_intake_silence_and_incident_input_is_checked(node_factory, tmp_path, te
     assert api(node, "POST", "/api/v1/incidents/nope/acknowledge", tenant).status_code == 404
     assert api(node, "GET", "/api/v1/incidents?status=weird", tenant).status_code == 400
     assert api(node, "GET", "/api/v1/notifications?status=weird", tenant).status_code == 400
+
+
+def test_a_node_without_alerting_refuses_alerting_calls(node_factory, tmp_path, tenant, receiver):
+    node = start_alerting_node(node_factory, tmp_path, alerter_yaml(receiver), "--alerting", "false")
+    for method, path, body in [("POST", "/api/v2/alerts", [{"labels": {"alertname": "X"}}]),
+                               ("GET", "/api/v1/alerts", None), ("GET", "/api/v1/rules", None),
+                               ("POST", "/api/v1/rules", error_rate_group()),
+                               ("GET", "/api/v1/incidents", None)]:
+        response = api(node, method, path, tenant, json=body)
+        assert response.status_code == 503, (path, response.text)
+        assert "--alerting false" in response.json()["error"]
+    assert "alerting is off on this node" in node.stderr_text()
+    # Queries are served as usual.
+    assert node.sql("SELECT count(*) AS n FROM alerts", tenant) == [{"n": 0}]

@@ -70,8 +70,16 @@ pub fn routes() -> Router<ApiState> {
         .route("/-/reload", post(reload))
 }
 
+/// The node's alerting; 503 on a node started with `--alerting false` (its alerter holds
+/// nothing current, and what it accepted would never be evaluated or sent).
 fn alerting(state: &ApiState) -> Result<Arc<Alerting>, ApiError> {
-    state.alerting()
+    let alerting = state.alerting()?;
+    if !alerting.is_enabled() {
+        return Err(ApiError::unavailable(
+            "alerting is off on this node (--alerting false); use the node that runs it",
+        ));
+    }
+    Ok(alerting)
 }
 
 fn alerter_error(e: AlerterError) -> ApiError {

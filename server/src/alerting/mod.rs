@@ -64,6 +64,8 @@ pub struct Alerting {
     unsent: tokio::sync::Mutex<Vec<Notification>>,
     rules_path: Option<PathBuf>,
     config_path: Option<PathBuf>,
+    /// False with `--alerting false`: nothing runs, and the state is never saved from here.
+    enabled: bool,
     external_url: Option<String>,
     stop: watch::Sender<bool>,
     tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
@@ -138,10 +140,18 @@ impl Alerting {
             unsent: tokio::sync::Mutex::new(Vec::new()),
             rules_path: config.rules.clone(),
             config_path: config.alerter_config.clone(),
+            enabled: config.alerting,
             external_url: config.external_url.clone(),
             stop,
             tasks: parking_lot::Mutex::new(Vec::new()),
         });
+        if !config.alerting {
+            tracing::info!(
+                "alerting is off on this node (--alerting false): no rule evaluation, \
+                 notifications or deliveries here"
+            );
+            return Ok(alerting);
+        }
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
@@ -186,6 +196,11 @@ impl Alerting {
         Ok(())
     }
 
+    /// Whether this node runs alerting (`--alerting`).
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// Alerts received through `POST /api/v2/alerts`.
     pub fn receive(&self, tenant: &TenantId, alerts: Vec<strata_alert::Alert>) {
         self.alerter
@@ -199,7 +214,9 @@ impl Alerting {
         for task in tasks {
             let _ = task.await;
         }
-        self.persist().await;
+        if self.enabled {
+            self.persist().await;
+        }
     }
 
     async fn persist(&self) {
