@@ -16,6 +16,7 @@
 pub mod api;
 pub mod graph;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +25,12 @@ use strata_alert::notify::{Notifier, Outbox, SharedConfig};
 use strata_alert::rule_store::RuleStore;
 use strata_alert::rules::{RuleError, load_rules};
 use strata_alert::scheduler::{RuleQuerier, Scheduler, SchedulerConfig};
-use strata_alert::{AlertSink, Alerter, AlerterConfig, Clock, Notification, SystemClock};
+use strata_alert::{
+    Alert, AlertSink, AlertSource, Alerter, AlerterConfig, Clock, Fingerprint, Nanos, Notification,
+    SystemClock,
+};
 use strata_query::QueryEngine;
+use strata_storage::AlertHistoryRow;
 use strata_storage::{DocStore, TenantId};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -66,6 +71,9 @@ pub struct Alerting {
     config_path: Option<PathBuf>,
     /// False with `--alerting false`: nothing runs, and the state is never saved from here.
     enabled: bool,
+    /// The intake's alerts last seen firing, per tenant: their history rows are written when
+    /// they appear and when they resolve (explicitly or by timeout).
+    intake_firing: parking_lot::Mutex<HashMap<String, HashMap<Fingerprint, Alert>>>,
     external_url: Option<String>,
     stop: watch::Sender<bool>,
     tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
@@ -141,6 +149,7 @@ impl Alerting {
             rules_path: config.rules.clone(),
             config_path: config.alerter_config.clone(),
             enabled: config.alerting,
+            intake_firing: parking_lot::Mutex::new(HashMap::new()),
             external_url: config.external_url.clone(),
             stop,
             tasks: parking_lot::Mutex::new(Vec::new()),
@@ -169,6 +178,9 @@ impl Alerting {
             )),
         ];
         alerting.tasks.lock().extend(tasks);
+        // Alerts restored from the saved state were recorded before the restart.
+        let now = alerting.clock.now();
+        *alerting.intake_firing.lock() = alerting.intake_snapshot(now);
         Ok(alerting)
     }
 
@@ -250,6 +262,7 @@ impl Alerting {
                 }
             }
             *unsent = failed;
+            self.record_intake_changes(now).await;
             // The state is saved only once everything it has sent is in the outbox.
             if unsent.is_empty()
                 && (sent || now - last_persist >= strata_alert::time::nanos(PERSIST_EVERY))
@@ -257,6 +270,52 @@ impl Alerting {
                 self.persist().await;
                 last_persist = now;
             }
+        }
+    }
+
+    /// The firing alerts of the intake the alerter holds, per tenant.
+    fn intake_snapshot(&self, now: Nanos) -> HashMap<String, HashMap<Fingerprint, Alert>> {
+        let mut all = HashMap::new();
+        for tenant in self.alerter.tenants() {
+            let firing: HashMap<Fingerprint, Alert> = (self.alerter.alerts(&tenant, now))
+                .into_iter()
+                .filter(|a| a.alert.source == AlertSource::Api && !a.alert.is_resolved(now))
+                .map(|a| (a.fingerprint, a.alert))
+                .collect();
+            if !firing.is_empty() {
+                all.insert(tenant, firing);
+            }
+        }
+        all
+    }
+
+    /// Writes `firing` and `resolved` history rows for the intake's alerts that started or
+    /// stopped firing since the last call (rules write their own).
+    async fn record_intake_changes(&self, now: Nanos) {
+        let current = self.intake_snapshot(now);
+        let mut rows = Vec::new();
+        {
+            let mut seen = self.intake_firing.lock();
+            for (tenant, firing) in &current {
+                let before = seen.get(tenant);
+                for (fp, alert) in firing {
+                    if before.is_none_or(|b| !b.contains_key(fp)) {
+                        rows.extend(history_row(tenant, alert, "firing", alert.starts_at));
+                    }
+                }
+            }
+            for (tenant, before) in seen.iter() {
+                let after = current.get(tenant);
+                for (fp, alert) in before {
+                    if after.is_none_or(|a| !a.contains_key(fp)) {
+                        rows.extend(history_row(tenant, alert, "resolved", now));
+                    }
+                }
+            }
+            *seen = current;
+        }
+        if let Err(e) = self.store.append_history(&rows).await {
+            tracing::error!(error = %e, rows = rows.len(), "cannot write alert history");
         }
     }
 
@@ -328,4 +387,20 @@ impl Alerting {
             }
         }
     }
+}
+
+/// A history row of an intake alert.
+fn history_row(tenant: &str, alert: &Alert, state: &str, time: Nanos) -> Option<AlertHistoryRow> {
+    Some(AlertHistoryRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        tenant: TenantId::new(tenant).ok()?,
+        time,
+        alertname: alert.name().to_string(),
+        fingerprint: alert.fingerprint().to_string(),
+        state: state.to_string(),
+        value: None,
+        labels: serde_json::to_string(&alert.labels).unwrap_or_default(),
+        annotations: serde_json::to_string(&alert.annotations).unwrap_or_default(),
+        source: AlertSource::Api.as_str().to_string(),
+    })
 }
