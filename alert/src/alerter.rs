@@ -1130,30 +1130,19 @@ async fn write_silence(
     action: &str,
     now: Nanos,
 ) -> Result<(), AlerterError> {
-    let tid = TenantId::new(tenant).map_err(storage)?;
     let detail = json!({
         "matchers": format_matchers(&s.matchers),
         "starts_at": crate::time::rfc3339(s.starts_at),
         "ends_at": crate::time::rfc3339(s.ends_at),
         "comment": s.comment,
     });
-    let event = AuditEvent::at(
-        now,
-        tid.clone(),
+    let change = AuditedChange {
         by,
         action,
-        Some(&s.id),
         detail,
-        Outcome::Success,
-    );
-    let doc = Doc {
-        tenant: tid,
-        kind: KIND_SILENCE.into(),
-        id: s.id.clone(),
-        body: to_json(s)?,
-        updated_at: now,
+        now,
     };
-    store.put_doc(&doc, Some(&event)).await.map_err(storage)
+    write_audited(store, tenant, KIND_SILENCE, &s.id, to_json(s)?, change).await
 }
 
 async fn write_incident(
@@ -1164,23 +1153,49 @@ async fn write_incident(
     action: &str,
     now: Nanos,
 ) -> Result<(), AlerterError> {
-    let tid = TenantId::new(tenant).map_err(storage)?;
     let detail = json!({"title": inc.title, "status": inc.status.as_str()});
-    let event = AuditEvent::at(
-        now,
-        tid.clone(),
+    let change = AuditedChange {
         by,
         action,
-        Some(&inc.id),
         detail,
+        now,
+    };
+    write_audited(store, tenant, KIND_INCIDENT, &inc.id, to_json(inc)?, change).await
+}
+
+/// Who changed a document, how, and when.
+struct AuditedChange<'a> {
+    by: &'a Actor,
+    action: &'a str,
+    detail: serde_json::Value,
+    now: Nanos,
+}
+
+/// Writes a changed document with its audit row, in one transaction.
+async fn write_audited(
+    store: &dyn DocStore,
+    tenant: &str,
+    kind: &str,
+    id: &str,
+    body: String,
+    change: AuditedChange<'_>,
+) -> Result<(), AlerterError> {
+    let tid = TenantId::new(tenant).map_err(storage)?;
+    let event = AuditEvent::at(
+        change.now,
+        tid.clone(),
+        change.by,
+        change.action,
+        Some(id),
+        change.detail,
         Outcome::Success,
     );
     let doc = Doc {
         tenant: tid,
-        kind: KIND_INCIDENT.into(),
-        id: inc.id.clone(),
-        body: to_json(inc)?,
-        updated_at: now,
+        kind: kind.into(),
+        id: id.into(),
+        body,
+        updated_at: change.now,
     };
     store.put_doc(&doc, Some(&event)).await.map_err(storage)
 }

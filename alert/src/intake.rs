@@ -11,7 +11,7 @@
 
 use serde::Deserialize;
 
-use crate::model::{Alert, AlertSource, Labels};
+use crate::model::{Alert, AlertSource, Labels, is_label_name};
 use crate::time::{Nanos, parse_rfc3339};
 
 /// Most alerts in one request.
@@ -44,13 +44,6 @@ pub enum IntakeError {
     Alert { index: usize, message: String },
     #[error("too many alerts in one request ({0}; at most {MAX_ALERTS_PER_REQUEST})")]
     TooMany(usize),
-}
-
-/// Whether `name` is a valid label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
-pub fn is_label_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// Parses a `POST /api/v2/alerts` body received at `now`.

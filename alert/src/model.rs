@@ -13,6 +13,16 @@ pub type Labels = BTreeMap<String, String>;
 /// The label naming an alert (`alertname`, as in Prometheus).
 pub const ALERTNAME: &str = "alertname";
 
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, the Prometheus label name syntax (rule labels, annotations and
+/// alerts received on the intake).
+pub fn is_label_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// An alert's identity: the 64-bit FNV-1a hash of its sorted labels, computed exactly as
 /// Prometheus and Alertmanager compute a label set's fingerprint (name, 0xff, value, 0xff, …),
 /// so fingerprints match those shown by existing tools. Written as 16 lowercase hex digits.

@@ -261,14 +261,7 @@ impl RuleGroup {
     }
 }
 
-/// `[a-zA-Z_][a-zA-Z0-9_]*`, the Prometheus label name syntax.
-pub fn is_label_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
+pub use crate::model::is_label_name;
 
 /// Largest rule group accepted through the API.
 pub const MAX_GROUP_BYTES: usize = 1024 * 1024;

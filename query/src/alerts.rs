@@ -14,18 +14,12 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
-use datafusion::catalog::Session;
 use datafusion::common::{DataFusionError, Result};
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::source::DataSourceExec;
-use datafusion::datasource::{TableProvider, TableType};
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_plan::ExecutionPlan;
-use strata_storage::TenantId;
 use strata_storage::docs::{AlertHistoryRow, DocStore};
 use strata_storage::schema::UTC;
+use strata_storage::{TenantId, TimeRange};
 
-use crate::table::time_range;
+use crate::catalog_table::CatalogRows;
 
 /// The table's name in a tenant's session.
 pub const ALERTS_TABLE: &str = "alerts";
@@ -96,43 +90,19 @@ pub fn alerts_batch(rows: &[AlertHistoryRow]) -> Result<RecordBatch> {
 }
 
 #[async_trait]
-impl TableProvider for AlertsTable {
+impl CatalogRows for AlertsTable {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::Base
+    fn has_time(&self) -> bool {
+        true
     }
 
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> Result<Vec<TableProviderFilterPushDown>> {
-        // Filters on `time` narrow what is read; DataFusion still applies every filter.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        // With filters, DataFusion applies them above the scan: any `limit` it passes must
-        // not cut rows before they are filtered.
-        let read_limit = if filters.is_empty() { limit } else { None };
-        let rows = self
-            .store
-            .list_history(&self.tenant, time_range(filters), read_limit)
-            .await
+    async fn rows(&self, range: TimeRange, limit: Option<usize>) -> Result<RecordBatch> {
+        let rows = (self.store.list_history(&self.tenant, range, limit).await)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         debug_assert!(rows.iter().all(|r| r.tenant == self.tenant));
-        let batch = alerts_batch(&rows)?;
-        let source =
-            MemorySourceConfig::try_new(&[vec![batch]], self.schema.clone(), projection.cloned())?
-                .with_limit(read_limit);
-        Ok(DataSourceExec::from_data_source(source))
+        alerts_batch(&rows)
     }
 }

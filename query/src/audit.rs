@@ -14,18 +14,12 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampNanosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
-use datafusion::catalog::Session;
 use datafusion::common::{DataFusionError, Result};
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::source::DataSourceExec;
-use datafusion::datasource::{TableProvider, TableType};
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_plan::ExecutionPlan;
-use strata_storage::TenantId;
 use strata_storage::audit::{AuditEvent, AuditLog};
 use strata_storage::schema::UTC;
+use strata_storage::{TenantId, TimeRange};
 
-use crate::table::time_range;
+use crate::catalog_table::CatalogRows;
 
 /// The table's name in a tenant's session.
 pub const AUDIT_TABLE: &str = "audit";
@@ -94,43 +88,19 @@ pub fn audit_batch(events: &[AuditEvent]) -> Result<RecordBatch> {
 }
 
 #[async_trait]
-impl TableProvider for AuditTable {
+impl CatalogRows for AuditTable {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::Base
+    fn has_time(&self) -> bool {
+        true
     }
 
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> Result<Vec<TableProviderFilterPushDown>> {
-        // Filters on `time` narrow what is read; DataFusion still applies every filter.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        // With filters, DataFusion applies them above the scan: any `limit` it passes must
-        // not cut rows before they are filtered.
-        let read_limit = if filters.is_empty() { limit } else { None };
-        let events = self
-            .log
-            .list_audit(&self.tenant, time_range(filters), read_limit)
-            .await
+    async fn rows(&self, range: TimeRange, limit: Option<usize>) -> Result<RecordBatch> {
+        let events = (self.log.list_audit(&self.tenant, range, limit).await)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         debug_assert!(events.iter().all(|e| e.tenant == self.tenant));
-        let batch = audit_batch(&events)?;
-        let source =
-            MemorySourceConfig::try_new(&[vec![batch]], self.schema.clone(), projection.cloned())?
-                .with_limit(read_limit);
-        Ok(DataSourceExec::from_data_source(source))
+        audit_batch(&events)
     }
 }

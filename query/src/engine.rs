@@ -30,6 +30,7 @@ use strata_storage::{PerTenant, Signal, Storage, TenantId};
 
 use crate::alerts::{ALERTS_TABLE, AlertsTable};
 use crate::audit::{AUDIT_TABLE, AuditTable};
+use crate::catalog_table::CatalogTable;
 use crate::error::{QueryError, Result};
 use crate::incidents::{INCIDENTS_TABLE, IncidentsTable};
 use crate::limits::{Admission, QueryLimits, ScanBudget, human_bytes};
@@ -233,13 +234,13 @@ impl QueryEngine {
             schema.register_table(signal.as_str().to_string(), Arc::new(table))?;
         }
         if let (true, Some(log)) = (options.audit, &self.audit_log) {
-            let table = AuditTable::new(log.clone(), tenant.clone());
+            let table = CatalogTable(AuditTable::new(log.clone(), tenant.clone()));
             schema.register_table(AUDIT_TABLE.to_string(), Arc::new(table))?;
         }
         if let Some(store) = &self.alert_history {
-            let table = AlertsTable::new(store.clone(), tenant.clone());
+            let table = CatalogTable(AlertsTable::new(store.clone(), tenant.clone()));
             schema.register_table(ALERTS_TABLE.to_string(), Arc::new(table))?;
-            let table = IncidentsTable::new(store.clone(), tenant.clone());
+            let table = CatalogTable(IncidentsTable::new(store.clone(), tenant.clone()));
             schema.register_table(INCIDENTS_TABLE.to_string(), Arc::new(table))?;
         }
         let catalog = Arc::new(MemoryCatalogProvider::new());

@@ -9,23 +9,18 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::catalog_table::CatalogRows;
 use arrow::array::{
     ArrayRef, Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder,
     TimestampNanosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
-use datafusion::catalog::Session;
 use datafusion::common::{DataFusionError, Result};
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::source::DataSourceExec;
-use datafusion::datasource::{TableProvider, TableType};
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_plan::ExecutionPlan;
 use serde_json::Value;
-use strata_storage::TenantId;
 use strata_storage::docs::{Doc, DocStore};
 use strata_storage::schema::UTC;
+use strata_storage::{TenantId, TimeRange};
 
 /// The table's name in a tenant's session.
 pub const INCIDENTS_TABLE: &str = "incidents";
@@ -164,43 +159,24 @@ pub fn incidents_batch(docs: &[Doc]) -> Result<RecordBatch> {
 }
 
 #[async_trait]
-impl TableProvider for IncidentsTable {
+impl CatalogRows for IncidentsTable {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::Base
+    fn has_time(&self) -> bool {
+        false
     }
 
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![
-            TableProviderFilterPushDown::Unsupported;
-            filters.len()
-        ])
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let mut docs = self
+    async fn rows(&self, _range: TimeRange, limit: Option<usize>) -> Result<RecordBatch> {
+        let mut docs = (self
             .store
             .list_docs(Some(&self.tenant), INCIDENT_DOC_KIND)
-            .await
+            .await)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         debug_assert!(docs.iter().all(|d| d.tenant == self.tenant));
         docs.truncate(limit.unwrap_or(usize::MAX));
-        let batch = incidents_batch(&docs)?;
-        let source =
-            MemorySourceConfig::try_new(&[vec![batch]], self.schema.clone(), projection.cloned())?;
-        Ok(DataSourceExec::from_data_source(source))
+        incidents_batch(&docs)
     }
 }
 

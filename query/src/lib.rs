@@ -16,6 +16,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod catalog_table;
 mod engine;
 mod error;
 pub mod format;

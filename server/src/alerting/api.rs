@@ -125,17 +125,27 @@ fn alert_json(a: &AlertStatus) -> Value {
     })
 }
 
+/// The caller's tenant's active alerts, as the API answers them.
+fn active_alerts(
+    state: &ApiState,
+    caller: &strata_ingest::Principal,
+) -> Result<Vec<Value>, ApiError> {
+    caller.require(Scope::Read)?;
+    let alerting = alerting(state)?;
+    let now = alerting.clock.now();
+    Ok(
+        (alerting.alerter.alerts(caller.tenant.as_str(), now).iter())
+            .map(alert_json)
+            .collect(),
+    )
+}
+
 /// `GET /api/v1/alerts`: every active alert the alerter holds, from rules and the intake.
 async fn list_alerts(
     State(state): State<ApiState>,
     Caller(caller): Caller,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Read)?;
-    let alerting = alerting(&state)?;
-    let now = alerting.clock.now();
-    let alerts: Vec<Value> = (alerting.alerter.alerts(caller.tenant.as_str(), now).iter())
-        .map(alert_json)
-        .collect();
+    let alerts = active_alerts(&state, &caller)?;
     Ok(axum::Json(json!({ "alerts": alerts })).into_response())
 }
 
@@ -144,12 +154,7 @@ async fn list_alerts_v2(
     State(state): State<ApiState>,
     Caller(caller): Caller,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Read)?;
-    let alerting = alerting(&state)?;
-    let now = alerting.clock.now();
-    let alerts: Vec<Value> = (alerting.alerter.alerts(caller.tenant.as_str(), now).iter())
-        .map(alert_json)
-        .collect();
+    let alerts = active_alerts(&state, &caller)?;
     Ok(axum::Json(Value::Array(alerts)).into_response())
 }
 
@@ -465,47 +470,59 @@ async fn get_incident(
     Ok(axum::Json(incident_json(&incident)).into_response())
 }
 
+/// What a caller may do to an incident.
+#[derive(Debug, Clone, Copy)]
+enum IncidentAction {
+    Acknowledge,
+    Resolve,
+}
+
 /// `POST /api/v1/incidents/{id}/acknowledge` (write): stops escalation.
 async fn acknowledge(
-    State(state): State<ApiState>,
-    Caller(caller): Caller,
+    state: State<ApiState>,
+    caller: Caller,
     remote: Remote,
-    Path(id): Path<String>,
+    id: Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Write)?;
-    let alerting = alerting(&state)?;
-    let incident = (alerting.alerter)
-        .acknowledge_audited(
-            alerting.store.as_ref(),
-            caller.tenant.as_str(),
-            &id,
-            &actor(&caller, remote),
-            alerting.clock.now(),
-        )
-        .await
-        .map_err(alerter_error)?;
-    Ok(axum::Json(incident_json(&incident)).into_response())
+    change_incident(state, caller, remote, id, IncidentAction::Acknowledge).await
 }
 
 /// `POST /api/v1/incidents/{id}/resolve` (write): resolves it; whoever was paged hears so.
 async fn resolve(
+    state: State<ApiState>,
+    caller: Caller,
+    remote: Remote,
+    id: Path<String>,
+) -> Result<Response, ApiError> {
+    change_incident(state, caller, remote, id, IncidentAction::Resolve).await
+}
+
+async fn change_incident(
     State(state): State<ApiState>,
     Caller(caller): Caller,
     remote: Remote,
     Path(id): Path<String>,
+    action: IncidentAction,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Write)?;
     let alerting = alerting(&state)?;
-    let incident = (alerting.alerter)
-        .resolve_audited(
-            alerting.store.as_ref(),
-            caller.tenant.as_str(),
-            &id,
-            &actor(&caller, remote),
-            alerting.clock.now(),
-        )
-        .await
-        .map_err(alerter_error)?;
+    let (store, tenant) = (alerting.store.as_ref(), caller.tenant.as_str());
+    let (by, now) = (actor(&caller, remote), alerting.clock.now());
+    let incident = match action {
+        IncidentAction::Acknowledge => {
+            (alerting
+                .alerter
+                .acknowledge_audited(store, tenant, &id, &by, now))
+            .await
+        }
+        IncidentAction::Resolve => {
+            (alerting
+                .alerter
+                .resolve_audited(store, tenant, &id, &by, now))
+            .await
+        }
+    }
+    .map_err(alerter_error)?;
     Ok(axum::Json(incident_json(&incident)).into_response())
 }
 
