@@ -19,7 +19,7 @@
 //! one transaction. Notifications caused by an API resolution (to the receivers that were
 //! paged) are returned by the next `tick`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -125,6 +125,9 @@ struct Inner {
 #[derive(Debug)]
 pub struct Alerter {
     inner: Mutex<Inner>,
+    /// The store last saved to (its address) and a hash of each document's body as saved
+    /// there by [`Alerter::persist`]: unchanged documents are not written again.
+    saved: tokio::sync::Mutex<(usize, SavedHashes)>,
 }
 
 impl Alerter {
@@ -138,6 +141,7 @@ impl Alerter {
                 tenants: BTreeMap::new(),
                 graphs: BTreeMap::new(),
             }),
+            saved: tokio::sync::Mutex::new((0, HashMap::new())),
         })
     }
 
@@ -507,19 +511,37 @@ impl Alerter {
             }
             all
         };
+        // Only documents whose body changed since the last save are written, all of a
+        // tenant's in one transaction.
+        let mut saved = self.saved.lock().await;
+        // What was saved elsewhere says nothing about this store.
+        let this_store = store as *const dyn DocStore as *const () as usize;
+        if saved.0 != this_store {
+            *saved = (this_store, HashMap::new());
+        }
+        let saved = &mut saved.1;
         for (tenant, docs) in docs {
             let tid = TenantId::new(&tenant).map_err(storage)?;
             let mut keep: BTreeSet<(String, String)> = BTreeSet::new();
+            let mut changed = Vec::new();
             for (kind, id, body) in docs {
-                let doc = Doc {
+                keep.insert((kind.clone(), id.clone()));
+                let key = (tenant.clone(), kind.clone(), id.clone());
+                if saved.get(&key) == Some(&body_hash(&body)) {
+                    continue;
+                }
+                changed.push(Doc {
                     tenant: tid.clone(),
-                    kind: kind.clone(),
-                    id: id.clone(),
+                    kind,
+                    id,
                     body,
                     updated_at: now,
-                };
-                store.put_doc(&doc, None).await.map_err(storage)?;
-                keep.insert((kind, id));
+                });
+            }
+            store.put_docs(&changed).await.map_err(storage)?;
+            for d in changed {
+                let hash = body_hash(&d.body);
+                saved.insert((tenant.clone(), d.kind, d.id), hash);
             }
             for kind in [KIND_GROUP, KIND_SILENCE, KIND_INCIDENT] {
                 for d in store.list_docs(Some(&tid), kind).await.map_err(storage)? {
@@ -528,6 +550,7 @@ impl Alerter {
                             .delete_doc(&tid, kind, &d.id, None)
                             .await
                             .map_err(storage)?;
+                        saved.remove(&(tenant.clone(), d.kind, d.id));
                     }
                 }
             }
@@ -1109,6 +1132,16 @@ fn maintain_incidents(
 
 /// A document's kind, id and body.
 type DocParts = (String, String, String);
+
+/// Hashes of saved document bodies by (tenant, kind, id).
+type SavedHashes = HashMap<(String, String, String), u64>;
+
+fn body_hash(body: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut h);
+    h.finish()
+}
 
 fn group_doc_id(key: &str) -> String {
     hex::encode(&Sha256::digest(key.as_bytes())[..16])

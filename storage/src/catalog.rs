@@ -1182,9 +1182,19 @@ mod tests {
             .await
             .unwrap();
         catalog
-            .put_doc(&doc(&b, "silence", "s2", "{}", 4), None)
+            .put_docs(&[
+                doc(&b, "silence", "s2", "{}", 4),
+                doc(&b, "incident", "i9", "{}", 4),
+            ])
             .await
             .unwrap();
+        assert!(
+            catalog
+                .get_doc(&b, "incident", "i9")
+                .await
+                .unwrap()
+                .is_some()
+        );
 
         let got = catalog.get_doc(&a, "silence", "s1").await.unwrap().unwrap();
         assert_eq!((got.body.as_str(), got.updated_at), (r#"{"v":2}"#, 2));

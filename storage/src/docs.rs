@@ -60,6 +60,14 @@ pub trait DocStore: Send + Sync + fmt::Debug {
     /// Inserts or replaces a document; with `audit`, appends that row in the same transaction.
     async fn put_doc(&self, doc: &Doc, audit: Option<&AuditEvent>) -> Result<()>;
 
+    /// Inserts or replaces several documents in one transaction.
+    async fn put_docs(&self, docs: &[Doc]) -> Result<()> {
+        for doc in docs {
+            self.put_doc(doc, None).await?;
+        }
+        Ok(())
+    }
+
     /// One document.
     async fn get_doc(&self, tenant: &TenantId, kind: &str, id: &str) -> Result<Option<Doc>>;
 
@@ -109,6 +117,22 @@ fn doc_of_row(row: &sqlx::any::AnyRow) -> Result<Doc> {
     })
 }
 
+async fn upsert_doc(tx: &mut sqlx::Transaction<'_, sqlx::Any>, doc: &Doc) -> Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO alerting_docs ({DOC_COLUMNS}) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (tenant, kind, id) DO UPDATE SET body = excluded.body, \
+         updated_at = excluded.updated_at"
+    ))
+    .bind(doc.tenant.as_str())
+    .bind(&doc.kind)
+    .bind(&doc.id)
+    .bind(&doc.body)
+    .bind(doc.updated_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl DocStore for SqlCatalog {
     async fn put_doc(&self, doc: &Doc, audit: Option<&AuditEvent>) -> Result<()> {
@@ -116,18 +140,19 @@ impl DocStore for SqlCatalog {
         if let Some(event) = audit {
             crate::catalog::insert_audit(&mut tx, event).await?;
         }
-        sqlx::query(&format!(
-            "INSERT INTO alerting_docs ({DOC_COLUMNS}) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (tenant, kind, id) DO UPDATE SET body = excluded.body, \
-             updated_at = excluded.updated_at"
-        ))
-        .bind(doc.tenant.as_str())
-        .bind(&doc.kind)
-        .bind(&doc.id)
-        .bind(&doc.body)
-        .bind(doc.updated_at)
-        .execute(&mut *tx)
-        .await?;
+        upsert_doc(&mut tx, doc).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn put_docs(&self, docs: &[Doc]) -> Result<()> {
+        if docs.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool().begin().await?;
+        for doc in docs {
+            upsert_doc(&mut tx, doc).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
