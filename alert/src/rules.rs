@@ -275,12 +275,12 @@ pub const MAX_GROUP_BYTES: usize = 1024 * 1024;
 
 /// Reads `text` as JSON when it is JSON of the right shape, else as YAML.
 ///
-/// JSON is nearly YAML, but not quite: in a YAML (1.1) double-quoted string the YAML parser
-/// refuses some characters JSON allows raw (DEL, U+FFFE) and folds others (NEL, U+0085, the
-/// line and paragraph separators) into spaces, so a group read back as JSON (the rule
-/// store's form, what the API returns) and sent again would be refused or changed. Bodies
-/// that are not JSON, or are JSON that does not fit (`labels: {a: 1}`, which YAML reads as
-/// a string), get the YAML reading and its error.
+/// JSON is nearly YAML, but not quite: in a double-quoted string the YAML parser refuses
+/// some characters JSON allows raw (DEL) and folds some line breaks (NEL, U+0085) into a
+/// space, so a group read back as JSON (the rule store's form, what the API returns) and
+/// sent again would be refused or changed. Bodies that are not JSON, or are JSON that does
+/// not fit (`labels: {a: 1}`, which YAML reads as a string), get the YAML reading and its
+/// error.
 fn from_json_or_yaml<T: serde::de::DeserializeOwned>(
     text: &str,
 ) -> Result<T, serde_yaml_ng::Error> {
