@@ -233,7 +233,14 @@ impl EscalationPolicy {
         let n = self.steps.len();
         let cycle = u32::try_from(i / n).unwrap_or(u32::MAX);
         let s = i % n;
-        Some((s, self.steps[s].after + self.period().saturating_mul(cycle)))
+        // Saturating: durations go up to u64::MAX ms, and 1000 repetitions of such a period
+        // do not fit in a Duration (a step that far out never comes).
+        Some((
+            s,
+            self.steps[s]
+                .after
+                .saturating_add(self.period().saturating_mul(cycle)),
+        ))
     }
 }
 
@@ -888,5 +895,37 @@ impl TimeSpec {
             return false;
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Caught by fuzz/fuzz_targets/alerter_config.rs, which walks every policy's steps: with
+    /// durations near the largest accepted and many repetitions, a late step's delay
+    /// overflowed `Duration` (a panic).
+    #[test]
+    fn escalation_steps_saturate_instead_of_overflowing() {
+        let config = AlerterConfig::from_yaml(
+            "route: {receiver: a, escalation: p}\n\
+             receivers: [{name: a}]\n\
+             escalation_policies:\n\
+             - name: p\n  \
+               steps: [{after: 1s, receivers: [a]}, {after: 500000000y, receivers: [a]}]\n  \
+               repeat: 1000\n",
+        )
+        .unwrap();
+        let p = &config.escalation_policies[0];
+        assert_eq!(p.total_steps(), 2002);
+        assert_eq!(p.step(0), Some((0, Duration::from_secs(1))));
+        let mut previous = Duration::ZERO;
+        for i in 0..p.total_steps() {
+            let (_, delay) = p.step(i).unwrap();
+            assert!(delay >= previous, "step {i}");
+            previous = delay;
+        }
+        assert_eq!(p.step(2001), Some((1, Duration::MAX)));
+        assert_eq!(p.step(2002), None);
     }
 }

@@ -266,7 +266,24 @@ pub use crate::model::is_label_name;
 /// Largest rule group accepted through the API.
 pub const MAX_GROUP_BYTES: usize = 1024 * 1024;
 
-/// Parses one rule group sent to the API, as YAML or JSON (JSON is YAML), and validates it
+/// Reads `text` as JSON when it is JSON of the right shape, else as YAML.
+///
+/// JSON is nearly YAML, but not quite: in a double-quoted string the YAML parser refuses
+/// some characters JSON allows raw (DEL) and folds some line breaks (NEL, U+0085) into a
+/// space, so a group read back as JSON (the rule store's form, what the API returns) and
+/// sent again would be refused or changed. Bodies that are not JSON, or are JSON that does
+/// not fit (`labels: {a: 1}`, which YAML reads as a string), get the YAML reading and its
+/// error.
+fn from_json_or_yaml<T: serde::de::DeserializeOwned>(
+    text: &str,
+) -> Result<T, serde_yaml_ng::Error> {
+    match serde_json::from_str(text) {
+        Ok(value) => Ok(value),
+        Err(_) => serde_yaml_ng::from_str(text),
+    }
+}
+
+/// Parses one rule group sent to the API, as YAML or JSON, and validates it
 /// (names, labels, templates; not the SQL, which needs the engine).
 pub fn parse_group(body: &[u8]) -> Result<RuleGroup, RuleError> {
     if body.len() > MAX_GROUP_BYTES {
@@ -276,7 +293,7 @@ pub fn parse_group(body: &[u8]) -> Result<RuleGroup, RuleError> {
     }
     let text = std::str::from_utf8(body)
         .map_err(|_| RuleError::Invalid("a rule group must be UTF-8 text".into()))?;
-    let group: RuleGroup = serde_yaml_ng::from_str(text)
+    let group: RuleGroup = from_json_or_yaml(text)
         .map_err(|e| RuleError::Invalid(format!("not a rule group: {e}")))?;
     group.validate()?;
     Ok(group)
@@ -288,7 +305,7 @@ pub fn parse_rule_file(path: &Path, text: &str) -> Result<RuleFile, RuleError> {
         path: path.to_path_buf(),
         message,
     };
-    let file: RuleFile = serde_yaml_ng::from_str(text).map_err(|e| file_err(e.to_string()))?;
+    let file: RuleFile = from_json_or_yaml(text).map_err(|e| file_err(e.to_string()))?;
     for group in &file.groups {
         group.validate().map_err(|e| file_err(e.to_string()))?;
     }
@@ -524,5 +541,39 @@ groups:
             .unwrap_err()
             .to_string();
         assert!(err.contains("missing.yml"), "{err}");
+    }
+
+    /// Caught by the round-trip check of fuzz/fuzz_targets/rule_group.rs: a group as the API
+    /// returns it (JSON), with a DEL or a NEL in a string, was refused or changed when sent
+    /// back, because the YAML parser read the JSON.
+    #[test]
+    fn json_groups_are_read_as_json() {
+        let mut g = group();
+        g.rules[0]
+            .annotations
+            .insert("summary".into(), "a\u{7f}b\u{85}c\u{2028}d\u{feff}".into());
+        let json = serde_json::to_string(&g).unwrap();
+        assert_eq!(parse_group(json.as_bytes()).unwrap(), g);
+        let file = serde_json::to_string(&RuleFile {
+            groups: vec![g.clone()],
+        })
+        .unwrap();
+        assert_eq!(
+            parse_rule_file(Path::new("r.json"), &file).unwrap().groups,
+            vec![g]
+        );
+        // YAML, and JSON that only YAML reads (a number as a label value), still parse.
+        let yaml = "{name: y, rules: [{alert: A, sql: SELECT 1, labels: {n: 1}}]}";
+        assert_eq!(
+            parse_group(yaml.as_bytes()).unwrap().rules[0].labels["n"],
+            "1"
+        );
+        let numeric = r#"{"name":"y","rules":[{"alert":"A","sql":"SELECT 1","labels":{"n":1}}]}"#;
+        assert_eq!(
+            parse_group(numeric.as_bytes()).unwrap().rules[0].labels["n"],
+            "1"
+        );
+        let e = parse_group(br#"{"name":"y","rules":[],"bogus":1}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `bogus`"), "{e}");
     }
 }

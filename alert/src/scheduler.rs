@@ -29,6 +29,7 @@ use arrow::array::RecordBatch;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
+#[cfg(feature = "engine")]
 use strata_query::QueryEngine;
 use strata_storage::{AlertHistoryRow, Doc, DocStore, TenantId};
 use tokio::sync::Semaphore;
@@ -51,6 +52,8 @@ pub trait RuleQuerier: Send + Sync {
     async fn validate(&self, tenant: &TenantId, sql: &str) -> Result<(), String>;
 }
 
+/// The engine the server runs rules on (feature `engine`).
+#[cfg(feature = "engine")]
 #[async_trait]
 impl RuleQuerier for QueryEngine {
     async fn query(&self, tenant: &TenantId, sql: &str) -> Result<Vec<RecordBatch>, String> {

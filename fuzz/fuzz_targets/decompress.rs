@@ -29,7 +29,11 @@ fuzz_target!(|data: &[u8]| {
         Ok(out) => {
             assert!(out.len() <= limit, "{} bytes out, limit {limit}", out.len());
             assert!(reference_ok, "accepted what the decoder refuses");
-            assert_eq!(out.as_ref(), &reference[..], "output differs from the decoder's");
+            assert_eq!(
+                out.as_ref(),
+                &reference[..],
+                "output differs from the decoder's"
+            );
         }
         Err(IngestError::TooLarge { limit: reported }) => {
             assert_eq!(reported, limit);

@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata_ingest::{Logs, Metrics, OtlpSignal, Traces};
 use strata_fuzz::convert_and_check;
+use strata_ingest::{Logs, Metrics, OtlpSignal, Traces};
 
 fn run<S: OtlpSignal>(body: &[u8]) {
     // The receiver's own entry point (`OtlpSignal::decode_json` calls

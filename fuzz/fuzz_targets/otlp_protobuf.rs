@@ -5,8 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use strata_ingest::{Logs, Metrics, OtlpSignal, Traces};
 use strata_fuzz::convert_and_check;
+use strata_ingest::{Logs, Metrics, OtlpSignal, Traces};
 
 fn run<S: OtlpSignal>(body: &[u8]) {
     if let Ok(request) = S::Request::decode(body) {

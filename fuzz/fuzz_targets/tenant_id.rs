@@ -12,7 +12,11 @@ use strata_storage::{Signal, TenantId};
 fn check_accepted(id: &TenantId) {
     let s = id.as_str();
     assert!(!s.is_empty());
-    assert!(s.len() <= strata_storage::MAX_TENANT_LEN, "{} bytes", s.len());
+    assert!(
+        s.len() <= strata_storage::MAX_TENANT_LEN,
+        "{} bytes",
+        s.len()
+    );
     assert!(s != "." && s != "..");
     assert!(
         !s.chars()
@@ -37,7 +41,11 @@ fuzz_target!(|data: &[u8]| {
     match Ingestor::tenant(Some(data)) {
         Ok(id) => {
             check_accepted(&id);
-            assert_eq!(id.as_str().as_bytes(), data, "accepted id differs from the header");
+            assert_eq!(
+                id.as_str().as_bytes(),
+                data,
+                "accepted id differs from the header"
+            );
         }
         Err(_) => {}
     }

@@ -22,7 +22,11 @@ pub fn convert_and_check<S: OtlpSignal>(request: &S::Request) {
         Some(batch) => {
             assert!(converted.accepted > 0, "a batch with no accepted items");
             assert_eq!(batch.num_rows() as u64, converted.accepted);
-            assert_eq!(batch.schema(), schema_for(S::SIGNAL), "not the storage schema");
+            assert_eq!(
+                batch.schema(),
+                schema_for(S::SIGNAL),
+                "not the storage schema"
+            );
             for column in batch.columns() {
                 column
                     .to_data()

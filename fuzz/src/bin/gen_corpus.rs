@@ -22,8 +22,8 @@ use std::io::Write;
 use std::path::Path;
 
 use flate2::Compression;
-use libfuzzer_sys as _;
 use flate2::write::GzEncoder;
+use libfuzzer_sys as _;
 use prost::Message;
 use strata_bench::data::{Size, Workload, generate};
 
@@ -69,7 +69,10 @@ fn main() {
         };
         let dataset = generate(workload, 42, &size);
         let body = dataset.requests.first().expect("one request").to_vec();
-        bodies.push((format!("{selector}-bench-{}", workload.name()), [&[selector][..], &body].concat()));
+        bodies.push((
+            format!("{selector}-bench-{}", workload.name()),
+            [&[selector][..], &body].concat(),
+        ));
     }
 
     let mut json_seeds: Vec<_> = fs::read_dir(corpus.join("otlp_json"))
@@ -87,24 +90,42 @@ fn main() {
         }
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
-        bodies.push((format!("{stem}-from-json"), [&[*selector][..], &encoded].concat()));
+        bodies.push((
+            format!("{stem}-from-json"),
+            [&[*selector][..], &encoded].concat(),
+        ));
     }
     for (name, bytes) in &bodies {
         write(&protobuf, &format!("{name}.pb"), bytes);
     }
 
-    for (name, bytes) in bodies.iter().filter(|(n, _)| n.contains("bench") || n.contains("e2e")) {
+    for (name, bytes) in bodies
+        .iter()
+        .filter(|(n, _)| n.contains("bench") || n.contains("e2e"))
+    {
         let body = &bytes[1..];
         let gz = gzip(body);
         let n = body.len() as u16;
         write(&decompress, &format!("{name}.fits.gz"), &with_limit(n, &gz));
-        write(&decompress, &format!("{name}.over.gz"), &with_limit(n - 1, &gz));
+        write(
+            &decompress,
+            &format!("{name}.over.gz"),
+            &with_limit(n - 1, &gz),
+        );
     }
     let two_members = [gzip(b"first member, "), gzip(b"second member")].concat();
-    write(&decompress, "two-members.gz", &with_limit(1024, &two_members));
+    write(
+        &decompress,
+        "two-members.gz",
+        &with_limit(1024, &two_members),
+    );
     write(&decompress, "empty.gz", &with_limit(0, &gzip(b"")));
     // 64 KiB of zeroes in a few hundred bytes: the bomb shape, stopped at the limit.
-    write(&decompress, "zeroes.gz", &with_limit(4096, &gzip(&[0u8; 65536])));
+    write(
+        &decompress,
+        "zeroes.gz",
+        &with_limit(4096, &gzip(&[0u8; 65536])),
+    );
 
     for (name, id) in [
         ("default", "default"),
