@@ -61,7 +61,7 @@ def error_rate_group(name: str = "errors", for_: str = "1s") -> dict:
 
 
 def alerter_yaml(receiver: WebhookReceiver, extra: str = "", route_extra: str = "",
-                 receivers_extra: str = "") -> str:
+                 receivers_extra: str = "", group_wait: str = "1s") -> str:
     """An alerter file with short timers, a signed `team` receiver and 127.0.0.1 allowed.
     `route_extra` and `receivers_extra` are YAML lines added (indented) to the root route and
     to the receivers list; `extra` holds top-level sections."""
@@ -73,7 +73,7 @@ def alerter_yaml(receiver: WebhookReceiver, extra: str = "", route_extra: str = 
         "route:",
         "  receiver: team",
         "  group_by: [alertname, service]",
-        "  group_wait: 1s",
+        f"  group_wait: {group_wait}",
         "  group_interval: 2s",
         "  repeat_interval: 1h",
         *indented(route_extra, "  "),
@@ -327,7 +327,7 @@ ESCALATION = textwrap.dedent("""\
         steps:
           - {after: 0s, receivers: [primary]}
           - {after: 3s, receivers: [secondary]}
-          - {after: 8s, receivers: [manager]}
+          - {after: 15s, receivers: [manager]}
     """)
 
 
@@ -357,8 +357,8 @@ def test_unacknowledged_incidents_escalate_and_an_ack_stops_them(node_factory, t
 
     acked = ok(api(node, "POST", f"/api/v1/incidents/{incident['id']}/acknowledge", tenant))
     assert acked["status"] == "acknowledged" and acked["acknowledgedBy"]
-    # Past the third step's time (8s after the first): the manager is never paged.
-    time.sleep(max(0.0, first_page + 8 + 3 - time.monotonic()))
+    # Past the third step's time (15s after the first): the manager is never paged.
+    time.sleep(max(0.0, first_page + 15 + 3 - time.monotonic()))
     assert payloads(receiver, "/manager", status=None) == []
     assert len(payloads(receiver, "/primary")) == 1 and len(payloads(receiver, "/secondary")) == 1
 
@@ -376,7 +376,9 @@ def test_unacknowledged_incidents_escalate_and_an_ack_stops_them(node_factory, t
 
 def test_alerts_on_a_caller_and_its_callee_form_one_incident_rooted_at_the_callee(node_factory, tmp_path, tenant,
                                                                                    receiver):
-    config = alerter_yaml(receiver, extra="correlation: {window: 5m}")
+    # group_wait leaves the node time to derive the tenant's service graph (within a second of
+    # its first alert) before the groups are notified and correlated.
+    config = alerter_yaml(receiver, extra="correlation: {window: 5m}", group_wait="5s")
     node = start_alerting_node(node_factory, tmp_path, config)
     # frontend -> checkout -> payments; payments fails, and so does checkout because of it.
     send_requests(node, tenant, ["frontend", "checkout", "payments"], ok_count=2, failing=set(), fail_count=0)
