@@ -273,7 +273,7 @@ def test_forbidden_statements_400(node, tenant, sample, query, needle):
     tables = node.sql("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
                       "ORDER BY 1", tenant=tenant)
     # With auth none every caller is an admin of its tenant, so its session has `audit` too.
-    assert tables == [{"table_name": n} for n in ("audit", "logs", "metrics", "spans")]
+    assert tables == [{"table_name": n} for n in ("alerts", "audit", "incidents", "logs", "metrics", "spans")]
 
 
 def test_read_only_statements_allowed(node, tenant, sample):
@@ -285,7 +285,7 @@ def test_read_only_statements_allowed(node, tenant, sample):
     assert node.sql("SELECT 1 AS one", tenant=tenant) == [{"one": 1}]
     shown = node.sql("SHOW TABLES", tenant=tenant)
     assert sorted(r["table_name"] for r in shown if r["table_schema"] == "public") == [
-        "audit", "logs", "metrics", "spans"]  # audit: auth none makes every caller an admin
+        "alerts", "audit", "incidents", "logs", "metrics", "spans"]  # audit: auth none makes every caller an admin
     assert {r["table_catalog"] for r in shown} == {"strata"}
 
 

@@ -102,8 +102,9 @@ def test_joins_subqueries_and_unions_stay_within_the_tenant(node, two_tenants):
 
 
 def test_information_schema_lists_only_the_tenants_own_tables(node, two_tenants):
-    # The three signal tables, and `audit`: with auth none every caller is an admin of its
-    # tenant (test_audit.py checks that a read key does not see it).
+    # The three signal tables, the tenant's alert history and incidents, and `audit`: with auth
+    # none every caller is an admin of its tenant (test_audit.py checks that a read key does not
+    # see it).
     a, b, _ = two_tenants
     for t in (a, b):
         rows = node.sql("""SELECT table_catalog, table_schema, table_name, table_type
@@ -111,7 +112,7 @@ def test_information_schema_lists_only_the_tenants_own_tables(node, two_tenants)
                            WHERE table_schema <> 'information_schema' ORDER BY table_name""", tenant=t)
         assert rows == [
             {"table_catalog": "strata", "table_schema": "public", "table_name": name, "table_type": "BASE TABLE"}
-            for name in ("audit", "logs", "metrics", "spans")
+            for name in ("alerts", "audit", "incidents", "logs", "metrics", "spans")
         ]
         everything = node.sql("SELECT * FROM information_schema.tables", tenant=t)
         assert a not in str(everything) and b not in str(everything)
@@ -119,7 +120,7 @@ def test_information_schema_lists_only_the_tenants_own_tables(node, two_tenants)
         assert catalogs == {"strata"}
         columns = node.sql("""SELECT DISTINCT table_name FROM information_schema.columns
                               WHERE table_schema = 'public' ORDER BY table_name""", tenant=t)
-        assert columns == [{"table_name": n} for n in ("audit", "logs", "metrics", "spans")]
+        assert columns == [{"table_name": n} for n in ("alerts", "audit", "incidents", "logs", "metrics", "spans")]
         all_columns = node.sql("SELECT * FROM information_schema.columns", tenant=t)
         assert a not in str(all_columns) and b not in str(all_columns)
         assert "aaa" not in str(all_columns)
