@@ -7,9 +7,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use strata_alert::intake::{
-    IntakeError, MAX_ALERTS_PER_REQUEST, MAX_LABELS, MAX_VALUE_BYTES, is_label_name,
-    parse_postable_alerts,
+    IntakeError, MAX_ALERTS_PER_REQUEST, MAX_LABELS, MAX_VALUE_BYTES, parse_postable_alerts,
 };
+use strata_alert::model::is_label_name;
 use strata_alert::{AlertSource, Status};
 
 /// 2026-11-16T22:13:20Z: runs are reproducible.
