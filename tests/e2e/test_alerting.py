@@ -376,8 +376,8 @@ def test_unacknowledged_incidents_escalate_and_an_ack_stops_them(node_factory, t
 
 def test_alerts_on_a_caller_and_its_callee_form_one_incident_rooted_at_the_callee(node_factory, tmp_path, tenant,
                                                                                    receiver):
-    # group_wait leaves the node time to derive the tenant's service graph (within a second of
-    # its first alert) before the groups are notified and correlated.
+    # group_wait leaves the node time to derive the tenant's service graph (when its first
+    # alerts arrive) before the groups are notified and correlated.
     config = alerter_yaml(receiver, extra="correlation: {window: 5m}", group_wait="5s")
     node = start_alerting_node(node_factory, tmp_path, config)
     # frontend -> checkout -> payments; payments fails, and so does checkout because of it.

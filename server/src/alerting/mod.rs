@@ -71,6 +71,9 @@ pub struct Alerting {
     config_path: Option<PathBuf>,
     /// False with `--alerting false`: nothing runs, and the state is never saved from here.
     enabled: bool,
+    /// Woken when alerts arrive, so a tenant's service graph is derived as soon as it has
+    /// alerts (before its groups are notified and correlated).
+    graph_wake: Arc<tokio::sync::Notify>,
     /// The intake's alerts last seen firing, per tenant: their history rows are written when
     /// they appear and when they resolve (explicitly or by timeout).
     intake_firing: parking_lot::Mutex<HashMap<String, HashMap<Fingerprint, Alert>>>,
@@ -129,10 +132,15 @@ impl Alerting {
         let rules = Arc::new(rules);
         let outbox = Arc::new(Outbox::new(store.clone(), clock.clone()));
         let (stop, stop_rx) = watch::channel(false);
+        let graph_wake = Arc::new(tokio::sync::Notify::new());
+        let sink = Arc::new(WakingSink {
+            alerter: alerter.clone(),
+            wake: graph_wake.clone(),
+        });
         let scheduler = Scheduler::new(
             rules.clone(),
             querier,
-            alerter.clone(),
+            sink,
             clock.clone(),
             tokio::runtime::Handle::current(),
             SchedulerConfig::default(),
@@ -149,6 +157,7 @@ impl Alerting {
             rules_path: config.rules.clone(),
             config_path: config.alerter_config.clone(),
             enabled: config.alerting,
+            graph_wake,
             intake_firing: parking_lot::Mutex::new(HashMap::new()),
             external_url: config.external_url.clone(),
             stop,
@@ -217,6 +226,7 @@ impl Alerting {
     pub fn receive(&self, tenant: &TenantId, alerts: Vec<strata_alert::Alert>) {
         self.alerter
             .receive(tenant.as_str(), alerts, self.clock.now());
+        self.graph_wake.notify_one();
     }
 
     /// Stops the loops and saves the state one last time.
@@ -348,8 +358,8 @@ impl Alerting {
         }
     }
 
-    /// Derives the service graph of every tenant with alerts, for correlation: within a
-    /// second of a tenant's first alert, then every [`GRAPH_EVERY`].
+    /// Derives the service graph of every tenant with alerts, for correlation: as soon as a
+    /// tenant has alerts, then every [`GRAPH_EVERY`].
     async fn run_service_graphs(
         self: Arc<Self>,
         engine: Arc<QueryEngine>,
@@ -363,6 +373,7 @@ impl Alerting {
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
+                () = self.graph_wake.notified() => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
             let tenants = self.alerter.tenants();
@@ -385,6 +396,22 @@ impl Alerting {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The rule scheduler's sink: the alerter, and a wake-up for the service-graph loop.
+struct WakingSink {
+    alerter: Arc<Alerter>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl AlertSink for WakingSink {
+    fn receive(&self, tenant: &str, alerts: Vec<Alert>, now: Nanos) {
+        let any = !alerts.is_empty();
+        self.alerter.receive(tenant, alerts, now);
+        if any {
+            self.wake.notify_one();
         }
     }
 }
