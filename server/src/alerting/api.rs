@@ -21,8 +21,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::FromRequestParts;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -37,7 +39,7 @@ use strata_alert::{
     AlertState, AlertStatus, AlerterError, IncidentError, Nanos, Silence, SilenceSpec,
     intake::parse_postable_alerts,
 };
-use strata_storage::Scope;
+use strata_storage::{Actor, Scope, TenantId};
 
 use super::Alerting;
 use crate::api::{ApiError, ApiState, Caller, Remote, actor};
@@ -80,6 +82,50 @@ fn alerting(state: &ApiState) -> Result<Arc<Alerting>, ApiError> {
         ));
     }
     Ok(alerting)
+}
+
+/// A caller with the `read` scope, and the node's alerting (an extractor).
+struct Reader {
+    alerting: Arc<Alerting>,
+    tenant: TenantId,
+}
+
+impl FromRequestParts<ApiState> for Reader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let Caller(caller) = Caller::from_request_parts(parts, state).await?;
+        caller.require(Scope::Read)?;
+        Ok(Self {
+            alerting: alerting(state)?,
+            tenant: caller.tenant,
+        })
+    }
+}
+
+/// A caller with the `write` scope, as the audit log names it, and the node's alerting (an
+/// extractor).
+struct Writer {
+    alerting: Arc<Alerting>,
+    tenant: TenantId,
+    by: Actor,
+}
+
+impl FromRequestParts<ApiState> for Writer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let Caller(caller) = Caller::from_request_parts(parts, state).await?;
+        let remote = Remote::from_request_parts(parts, state)
+            .await
+            .unwrap_or_default();
+        caller.require(Scope::Write)?;
+        Ok(Self {
+            alerting: alerting(state)?,
+            by: actor(&caller, remote),
+            tenant: caller.tenant,
+        })
+    }
 }
 
 fn alerter_error(e: AlerterError) -> ApiError {
@@ -126,36 +172,22 @@ fn alert_json(a: &AlertStatus) -> Value {
 }
 
 /// The caller's tenant's active alerts, as the API answers them.
-fn active_alerts(
-    state: &ApiState,
-    caller: &strata_ingest::Principal,
-) -> Result<Vec<Value>, ApiError> {
-    caller.require(Scope::Read)?;
-    let alerting = alerting(state)?;
+fn active_alerts(alerting: &Alerting, tenant: &TenantId) -> Vec<Value> {
     let now = alerting.clock.now();
-    Ok(
-        (alerting.alerter.alerts(caller.tenant.as_str(), now).iter())
-            .map(alert_json)
-            .collect(),
-    )
+    (alerting.alerter.alerts(tenant.as_str(), now).iter())
+        .map(alert_json)
+        .collect()
 }
 
 /// `GET /api/v1/alerts`: every active alert the alerter holds, from rules and the intake.
-async fn list_alerts(
-    State(state): State<ApiState>,
-    Caller(caller): Caller,
-) -> Result<Response, ApiError> {
-    let alerts = active_alerts(&state, &caller)?;
+async fn list_alerts(Reader { alerting, tenant }: Reader) -> Result<Response, ApiError> {
+    let alerts = active_alerts(&alerting, &tenant);
     Ok(axum::Json(json!({ "alerts": alerts })).into_response())
 }
 
 /// `GET /api/v2/alerts`: the same, as a bare array (Alertmanager's shape).
-async fn list_alerts_v2(
-    State(state): State<ApiState>,
-    Caller(caller): Caller,
-) -> Result<Response, ApiError> {
-    let alerts = active_alerts(&state, &caller)?;
-    Ok(axum::Json(Value::Array(alerts)).into_response())
+async fn list_alerts_v2(Reader { alerting, tenant }: Reader) -> Result<Response, ApiError> {
+    Ok(axum::Json(Value::Array(active_alerts(&alerting, &tenant))).into_response())
 }
 
 /// `POST /api/v2/alerts`: alerts from Prometheus or another ruler (Alertmanager API v2).
@@ -281,72 +313,56 @@ fn silence_spec(body: &[u8], default_author: &str, now: Nanos) -> Result<Silence
     })
 }
 
-async fn list_silences(
-    State(state): State<ApiState>,
-    Caller(caller): Caller,
-) -> Result<Response, ApiError> {
-    caller.require(Scope::Read)?;
-    let alerting = alerting(&state)?;
+async fn list_silences(Reader { alerting, tenant }: Reader) -> Result<Response, ApiError> {
     let now = alerting.clock.now();
-    let silences: Vec<Value> = (alerting.alerter.silences(caller.tenant.as_str()).iter())
+    let silences: Vec<Value> = (alerting.alerter.silences(tenant.as_str()).iter())
         .map(|s| silence_json(s, now))
         .collect();
     Ok(axum::Json(json!({ "silences": silences })).into_response())
 }
 
 async fn get_silence(
-    State(state): State<ApiState>,
-    Caller(caller): Caller,
+    Reader { alerting, tenant }: Reader,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Read)?;
-    let alerting = alerting(&state)?;
-    let silence = (alerting.alerter.silence(caller.tenant.as_str(), &id))
+    let silence = (alerting.alerter.silence(tenant.as_str(), &id))
         .ok_or_else(|| ApiError::not_found(format!("silence {id} not found")))?;
     Ok(axum::Json(silence_json(&silence, alerting.clock.now())).into_response())
 }
 
 /// `POST /api/v1/silences` (write): answers 201 with the silence (and its `id`).
 async fn create_silence(
-    State(state): State<ApiState>,
-    Caller(caller): Caller,
-    remote: Remote,
+    Writer {
+        alerting,
+        tenant,
+        by,
+    }: Writer,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Write)?;
-    let alerting = alerting(&state)?;
     let now = alerting.clock.now();
-    let by = actor(&caller, remote);
     let spec = silence_spec(&body, &by.id, now)?;
     let silence = (alerting.alerter)
-        .create_silence_audited(
-            alerting.store.as_ref(),
-            caller.tenant.as_str(),
-            spec,
-            &by,
-            now,
-        )
+        .create_silence_audited(alerting.store.as_ref(), tenant.as_str(), spec, &by, now)
         .await
         .map_err(alerter_error)?;
     Ok((StatusCode::CREATED, axum::Json(silence_json(&silence, now))).into_response())
 }
 
 async fn update_silence(
-    State(state): State<ApiState>,
-    Caller(caller): Caller,
-    remote: Remote,
+    Writer {
+        alerting,
+        tenant,
+        by,
+    }: Writer,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Write)?;
-    let alerting = alerting(&state)?;
     let now = alerting.clock.now();
-    let by = actor(&caller, remote);
     let spec = silence_spec(&body, &by.id, now)?;
     let silence = (alerting.alerter)
         .update_silence_audited(
             alerting.store.as_ref(),
-            caller.tenant.as_str(),
+            tenant.as_str(),
             &id,
             spec,
             &by,
@@ -359,22 +375,16 @@ async fn update_silence(
 
 /// `DELETE /api/v1/silences/{id}` (write): expires the silence now.
 async fn expire_silence(
-    State(state): State<ApiState>,
-    Caller(caller): Caller,
-    remote: Remote,
+    Writer {
+        alerting,
+        tenant,
+        by,
+    }: Writer,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Write)?;
-    let alerting = alerting(&state)?;
     let now = alerting.clock.now();
     let silence = (alerting.alerter)
-        .expire_silence_audited(
-            alerting.store.as_ref(),
-            caller.tenant.as_str(),
-            &id,
-            &actor(&caller, remote),
-            now,
-        )
+        .expire_silence_audited(alerting.store.as_ref(), tenant.as_str(), &id, &by, now)
         .await
         .map_err(alerter_error)?;
     Ok(axum::Json(silence_json(&silence, now)).into_response())
@@ -433,11 +443,9 @@ struct IncidentFilter {
 
 /// `GET /api/v1/incidents[?status=open|acknowledged|resolved]`, newest first.
 async fn list_incidents(
-    State(state): State<ApiState>,
-    Caller(caller): Caller,
+    Reader { alerting, tenant }: Reader,
     Query(filter): Query<IncidentFilter>,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Read)?;
     if let Some(status) = &filter.status
         && !["open", "acknowledged", "resolved"].contains(&status.as_str())
     {
@@ -445,8 +453,7 @@ async fn list_incidents(
             "status must be open, acknowledged or resolved, not {status:?}"
         )));
     }
-    let alerting = alerting(&state)?;
-    let incidents: Vec<Value> = (alerting.alerter.incidents(caller.tenant.as_str()).iter())
+    let incidents: Vec<Value> = (alerting.alerter.incidents(tenant.as_str()).iter())
         .filter(|i| {
             filter
                 .status
@@ -459,14 +466,11 @@ async fn list_incidents(
 }
 
 async fn get_incident(
-    State(state): State<ApiState>,
-    Caller(caller): Caller,
+    Reader { alerting, tenant }: Reader,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Read)?;
-    let alerting = alerting(&state)?;
-    let incident = (alerting.alerter.incident(caller.tenant.as_str(), &id))
-        .map_err(|e| alerter_error(e.into()))?;
+    let incident =
+        (alerting.alerter.incident(tenant.as_str(), &id)).map_err(|e| alerter_error(e.into()))?;
     Ok(axum::Json(incident_json(&incident)).into_response())
 }
 
@@ -478,36 +482,26 @@ enum IncidentAction {
 }
 
 /// `POST /api/v1/incidents/{id}/acknowledge` (write): stops escalation.
-async fn acknowledge(
-    state: State<ApiState>,
-    caller: Caller,
-    remote: Remote,
-    id: Path<String>,
-) -> Result<Response, ApiError> {
-    change_incident(state, caller, remote, id, IncidentAction::Acknowledge).await
+async fn acknowledge(writer: Writer, id: Path<String>) -> Result<Response, ApiError> {
+    change_incident(writer, id, IncidentAction::Acknowledge).await
 }
 
 /// `POST /api/v1/incidents/{id}/resolve` (write): resolves it; whoever was paged hears so.
-async fn resolve(
-    state: State<ApiState>,
-    caller: Caller,
-    remote: Remote,
-    id: Path<String>,
-) -> Result<Response, ApiError> {
-    change_incident(state, caller, remote, id, IncidentAction::Resolve).await
+async fn resolve(writer: Writer, id: Path<String>) -> Result<Response, ApiError> {
+    change_incident(writer, id, IncidentAction::Resolve).await
 }
 
 async fn change_incident(
-    State(state): State<ApiState>,
-    Caller(caller): Caller,
-    remote: Remote,
+    Writer {
+        alerting,
+        tenant,
+        by,
+    }: Writer,
     Path(id): Path<String>,
     action: IncidentAction,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Write)?;
-    let alerting = alerting(&state)?;
-    let (store, tenant) = (alerting.store.as_ref(), caller.tenant.as_str());
-    let (by, now) = (actor(&caller, remote), alerting.clock.now());
+    let (store, tenant) = (alerting.store.as_ref(), tenant.as_str());
+    let now = alerting.clock.now();
     let incident = match action {
         IncidentAction::Acknowledge => {
             (alerting
@@ -593,39 +587,31 @@ fn parse_group_body(body: &[u8]) -> Result<strata_alert::rules::RuleGroup, ApiEr
 }
 
 /// `GET /api/v1/rules`: the tenant's rule groups with each rule's health and instances.
-async fn list_rules(
-    State(state): State<ApiState>,
-    Caller(caller): Caller,
-) -> Result<Response, ApiError> {
-    caller.require(Scope::Read)?;
-    let alerting = alerting(&state)?;
-    let groups = groups_json(&alerting, &caller.tenant, None).await?;
+async fn list_rules(Reader { alerting, tenant }: Reader) -> Result<Response, ApiError> {
+    let groups = groups_json(&alerting, &tenant, None).await?;
     Ok(axum::Json(json!({ "groups": groups })).into_response())
 }
 
 async fn get_rules(
-    State(state): State<ApiState>,
-    Caller(caller): Caller,
+    Reader { alerting, tenant }: Reader,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Read)?;
-    let alerting = alerting(&state)?;
-    let mut groups = groups_json(&alerting, &caller.tenant, Some(&name)).await?;
+    let mut groups = groups_json(&alerting, &tenant, Some(&name)).await?;
     Ok(axum::Json(groups.remove(0)).into_response())
 }
 
 /// `POST /api/v1/rules` (write): a new group (YAML or JSON); its SQL must plan. 201.
 async fn create_rules(
-    State(state): State<ApiState>,
-    Caller(caller): Caller,
-    remote: Remote,
+    Writer {
+        alerting,
+        tenant,
+        by,
+    }: Writer,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Write)?;
-    let alerting = alerting(&state)?;
     let group = parse_group_body(&body)?;
     let stored = (alerting.rules)
-        .create(&caller.tenant, group, &actor(&caller, remote))
+        .create(&tenant, group, &by)
         .await
         .map_err(rule_store_error)?;
     Ok((StatusCode::CREATED, axum::Json(group_json(&stored, None))).into_response())
@@ -633,17 +619,17 @@ async fn create_rules(
 
 /// `PUT /api/v1/rules/{name}` (write): replaces a group (its name must stay `name`).
 async fn update_rules(
-    State(state): State<ApiState>,
-    Caller(caller): Caller,
-    remote: Remote,
+    Writer {
+        alerting,
+        tenant,
+        by,
+    }: Writer,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Write)?;
-    let alerting = alerting(&state)?;
     let group = parse_group_body(&body)?;
     let stored = (alerting.rules)
-        .update(&caller.tenant, &name, group, &actor(&caller, remote))
+        .update(&tenant, &name, group, &by)
         .await
         .map_err(rule_store_error)?;
     Ok(axum::Json(group_json(&stored, None)).into_response())
@@ -651,15 +637,15 @@ async fn update_rules(
 
 /// `DELETE /api/v1/rules/{name}` (write): its firing alerts resolve. 204.
 async fn delete_rules(
-    State(state): State<ApiState>,
-    Caller(caller): Caller,
-    remote: Remote,
+    Writer {
+        alerting,
+        tenant,
+        by,
+    }: Writer,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Write)?;
-    let alerting = alerting(&state)?;
     (alerting.rules)
-        .delete(&caller.tenant, &name, &actor(&caller, remote))
+        .delete(&tenant, &name, &by)
         .await
         .map_err(rule_store_error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -719,11 +705,9 @@ struct NotificationFilter {
 /// `GET /api/v1/notifications[?status=pending|delivered|dead|skipped][&limit=N]`, newest
 /// first (at most 1,000; 100 by default). `status=dead` is the dead-letter list.
 async fn list_notifications(
-    State(state): State<ApiState>,
-    Caller(caller): Caller,
+    Reader { alerting, tenant }: Reader,
     Query(filter): Query<NotificationFilter>,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Read)?;
     let status = match filter.status.as_deref() {
         None => None,
         Some("pending") => Some(DeliveryStatus::Pending),
@@ -737,9 +721,8 @@ async fn list_notifications(
         }
     };
     let limit = filter.limit.unwrap_or(100).min(1000);
-    let alerting = alerting(&state)?;
     let entries = (alerting.outbox)
-        .list(caller.tenant.as_str(), status, limit)
+        .list(tenant.as_str(), status, limit)
         .await
         .map_err(notify_error)?;
     let entries: Vec<Value> = entries.iter().map(entry_json).collect();
@@ -747,26 +730,22 @@ async fn list_notifications(
 }
 
 async fn get_notification(
-    State(state): State<ApiState>,
-    Caller(caller): Caller,
+    Reader { alerting, tenant }: Reader,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Read)?;
-    let alerting = alerting(&state)?;
-    let entry = (alerting.outbox.get(caller.tenant.as_str(), &id).await).map_err(notify_error)?;
+    let entry = (alerting.outbox.get(tenant.as_str(), &id).await).map_err(notify_error)?;
     Ok(axum::Json(entry_json(&entry)).into_response())
 }
 
 /// `POST /api/v1/notifications/{id}/retry` (write): a dead letter is delivered again.
 async fn retry_notification(
-    State(state): State<ApiState>,
-    Caller(caller): Caller,
+    Writer {
+        alerting, tenant, ..
+    }: Writer,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::Write)?;
-    let alerting = alerting(&state)?;
     let entry = (alerting.outbox)
-        .retry(caller.tenant.as_str(), &id, alerting.clock.now())
+        .retry(tenant.as_str(), &id, alerting.clock.now())
         .await
         .map_err(notify_error)?;
     Ok(axum::Json(entry_json(&entry)).into_response())
