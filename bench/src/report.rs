@@ -114,9 +114,11 @@ pub fn render(results: &Value, file: &Path) -> String {
     for r in results["storage"].as_array().into_iter().flatten() {
         let other = if let Some(x) = r["raw_line_bytes_per_item"].as_f64() {
             format!(
-                "raw nginx line: {} B ({:.1}× larger than stored)",
+                "raw nginx line: {} B ({:.1}× larger than stored); zstd -19 of the lines: {} B ({:.1}×)",
                 num(x),
-                f(&r["raw_lines_to_stored_ratio"])
+                f(&r["raw_lines_to_stored_ratio"]),
+                num(f(&r["raw_lines_zstd19_bytes_per_item"])),
+                f(&r["raw_lines_to_zstd19_ratio"])
             )
         } else if let Some(b) = r["prometheus_tsdb"]["bytes_per_sample"].as_f64() {
             format!(

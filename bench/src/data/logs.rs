@@ -215,7 +215,9 @@ impl LogGenerator {
         };
         let pod = self.rng.below(4) as usize;
         let record = LogRecord {
-            time_unix_nano: t as u64,
+            // A collector parsing the line takes the event time from `$time_local`, which
+            // has whole seconds; the observed time is its own clock when it read the line.
+            time_unix_nano: (t - t.rem_euclid(1_000_000_000)) as u64,
             observed_time_unix_nano: (t + 50_000_000) as u64,
             severity_number: severity.0,
             severity_text: severity.1.into(),

@@ -1,5 +1,6 @@
 //! Metrics: TSBS "cpu-only" (every host reports 10 CPU gauges every 10 s, with the TSBS host
-//! tags as resource attributes, values random walks in [0, 100]) and OpenTelemetry SDK
+//! tags as resource attributes; as in TSBS, each field is a random walk with standard normal
+//! steps clamped to [0, 100] and reported truncated to an integer) and OpenTelemetry SDK
 //! `http.server.request.duration` histograms (cumulative, explicit buckets, per service, route,
 //! method and status, every 10 s).
 
@@ -190,15 +191,16 @@ impl MetricGenerator {
                     let (tags, values) = &mut self.hosts[host];
                     let mut metrics = Vec::with_capacity(10);
                     for (field, value) in CPU_FIELDS.iter().zip(values.iter_mut()) {
-                        // TSBS: a random walk clamped to [0, 100].
-                        *value = (*value + self.rng.normal() * 2.0).clamp(0.0, 100.0);
+                        // TSBS: a clamped random walk with N(0, 1) steps, reported as an
+                        // int64 (TSBS's cpu measurement writes every field truncated).
+                        *value = (*value + self.rng.normal()).clamp(0.0, 100.0);
                         metrics.push(Metric {
                             name: format!("cpu_{field}"),
                             unit: "%".into(),
                             data: Some(Data::Gauge(Gauge {
                                 data_points: vec![NumberDataPoint {
                                     time_unix_nano: t as u64,
-                                    value: Some(number_data_point::Value::AsDouble(*value)),
+                                    value: Some(number_data_point::Value::AsInt(*value as i64)),
                                     ..Default::default()
                                 }],
                             })),
