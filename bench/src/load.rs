@@ -37,6 +37,29 @@ pub struct LoadConfig {
     pub tenant: String,
     /// Compress bodies with gzip (HTTP) / grpc-encoding gzip.
     pub gzip: bool,
+    /// Resend a request the node refused as retryable (HTTP 429/502/503/504, gRPC
+    /// `UNAVAILABLE`/`RESOURCE_EXHAUSTED`), after a backoff, until it is acknowledged — as
+    /// the OpenTelemetry SDK exporters do. Without it a refusal counts as a failure and its
+    /// items are not sent again.
+    pub retry: bool,
+}
+
+/// First wait before resending a refused request; doubled per attempt up to
+/// `RETRY_MAX_BACKOFF`.
+const RETRY_FIRST_BACKOFF: Duration = Duration::from_millis(20);
+const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Whether an error of [`send`] is one the OTLP specification says to retry.
+fn retryable(error: &str) -> bool {
+    matches!(
+        error,
+        "http 429"
+            | "http 502"
+            | "http 503"
+            | "http 504"
+            | "grpc Unavailable"
+            | "grpc ResourceExhausted"
+    )
 }
 
 /// What a load run measured.
@@ -55,6 +78,9 @@ pub struct LoadReport {
     pub latency_ms: Percentiles,
     /// Failures by kind (status code or error class).
     pub errors: BTreeMap<String, u64>,
+    /// Refusals that were sent again (with `retry`), by kind; the request's items count once,
+    /// when acknowledged.
+    pub retried: BTreeMap<String, u64>,
 }
 
 /// Latency percentiles in milliseconds.
@@ -148,6 +174,8 @@ struct Outcome {
     bytes: u64,
     latency_us: u32,
     error: Option<String>,
+    /// Refusals before this outcome (with `retry`).
+    retried: Vec<String>,
 }
 
 fn gzip(body: &[u8]) -> Bytes {
@@ -242,6 +270,7 @@ async fn send(
                 bytes,
                 latency_us,
                 error: None,
+                retried: Vec::new(),
             }
         }
         Err(e) => Outcome {
@@ -250,6 +279,7 @@ async fn send(
             bytes: 0,
             latency_us,
             error: Some(e),
+            retried: Vec::new(),
         },
     }
 }
@@ -314,7 +344,30 @@ pub async fn run(
                     break;
                 };
                 tokio::time::sleep_until((started + due).into()).await;
-                outcomes.push(send(&mut client, &config, signal, body, items).await);
+                let first = Instant::now();
+                let mut retried = Vec::new();
+                let mut backoff = RETRY_FIRST_BACKOFF;
+                let mut outcome = loop {
+                    let outcome = send(&mut client, &config, signal, body.clone(), items).await;
+                    match &outcome.error {
+                        Some(e) if config.retry && retryable(e) => {
+                            if deadline.is_some_and(|d| Instant::now() + backoff >= d) {
+                                break outcome;
+                            }
+                            retried.push(e.clone());
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(RETRY_MAX_BACKOFF);
+                        }
+                        _ => break outcome,
+                    }
+                };
+                if !retried.is_empty() {
+                    // What the exporter waited: from the first send to the answer.
+                    outcome.latency_us =
+                        first.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                }
+                outcome.retried = retried;
+                outcomes.push(outcome);
             }
             outcomes
         }));
@@ -328,6 +381,9 @@ pub async fn run(
     for task in tasks {
         for o in task.await.map_err(|e| e.to_string())? {
             latencies.push(o.latency_us);
+            for kind in o.retried {
+                *report.retried.entry(kind).or_default() += 1;
+            }
             match o.error {
                 None => {
                     report.requests_ok += 1;

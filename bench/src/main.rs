@@ -118,6 +118,10 @@ struct LoadArgs {
     /// gzip request bodies.
     #[arg(long)]
     gzip: bool,
+    /// Resend refused requests (429/503, UNAVAILABLE) after a backoff until acknowledged, as
+    /// OpenTelemetry exporters do.
+    #[arg(long)]
+    retry: bool,
 }
 
 fn main() {
@@ -170,6 +174,7 @@ fn main() {
                         max_duration: args.seconds.map(Duration::from_secs_f64),
                         tenant: args.tenant.clone(),
                         gzip: args.gzip,
+                        retry: args.retry,
                     },
                 )
                 .await?;

@@ -195,6 +195,10 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
                     max_duration: None,
                     tenant: workload.name().into(),
                     gzip: false,
+                    // Flat out, the node pushes back once flushing falls behind; the items
+                    // of a refused request are sent again, as an exporter would, so every
+                    // item of the data set is stored and the rate is the sustained one.
+                    retry: true,
                 },
             )
             .await?;
@@ -322,6 +326,7 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
                 max_duration: Some(Duration::from_secs_f64(seconds * 3.0)),
                 tenant: "latency".into(),
                 gzip: false,
+                retry: false,
             },
         )
         .await?;
