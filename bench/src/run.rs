@@ -411,16 +411,22 @@ fn machine() -> Value {
 }
 
 /// Waits until compaction has merged what it will: no compaction for a few seconds.
+/// Waits until the node has flushed everything and compaction has nothing left to do: no
+/// pass running, nothing buffered, and no partition compacted or object deleted for five
+/// seconds (five compaction intervals). A pass over a large partition can run for many
+/// seconds without a counter moving, hence the `strata_compactions_running` gauge.
 async fn settle_compaction(node: &Node, http: &reqwest::Client) {
     let mut last = -1.0;
     let mut quiet = 0;
-    for _ in 0..600 {
+    for _ in 0..1800 {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let runs = node.metric(http, "strata_compaction_runs_total").await;
         let deleted = node.metric(http, "strata_gc_objects_deleted_total").await;
         let merged = node.metric(http, "strata_compaction_files_in_total").await;
+        let running = node.metric(http, "strata_compactions_running").await;
+        let buffered = node.metric(http, "strata_storage_buffered_bytes").await;
         let now = runs + deleted;
-        if now == last && deleted >= merged {
+        if now == last && deleted >= merged && running == 0.0 && buffered == 0.0 {
             quiet += 1;
             if quiet >= 5 {
                 return;

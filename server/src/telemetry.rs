@@ -142,6 +142,14 @@ impl Collector for StorageCollector {
             gauge.encode(metric)?;
         }
         let m = self.0.maintenance_stats();
+        let running = ConstGauge::new(m.compactions_running.load(Ordering::Relaxed) as i64);
+        let metric = encoder.encode_descriptor(
+            "strata_compactions_running",
+            "Compaction passes in progress",
+            None,
+            running.metric_type(),
+        )?;
+        running.encode(metric)?;
         let maintenance = [
             (
                 "strata_compaction_runs",

@@ -101,6 +101,8 @@ pub struct MaintenanceStats {
     pub compaction_bytes_in: AtomicU64,
     pub compaction_bytes_out: AtomicU64,
     pub compaction_errors: AtomicU64,
+    /// Compaction passes in progress (a gauge: 0 or 1 on a node).
+    pub compactions_running: AtomicU64,
     pub retention_files_deleted: AtomicU64,
     pub retention_rows_deleted: AtomicU64,
     pub retention_bytes_deleted: AtomicU64,
@@ -157,6 +159,15 @@ impl Storage {
 
     /// One compaction pass over every table, as of `now` (ns since the epoch).
     pub async fn compact(&self, now: i64) -> Result<CompactionReport> {
+        struct Running<'a>(&'a AtomicU64);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        let running = &self.maintenance_stats().compactions_running;
+        running.fetch_add(1, Ordering::Relaxed);
+        let _running = Running(running);
         let config = self.maintenance_config();
         let mut report = CompactionReport::default();
         for ((tenant, signal), files) in self.file_lists() {

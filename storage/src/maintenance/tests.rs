@@ -182,6 +182,10 @@ async fn compaction_merges_small_files_of_a_partition_into_one_sorted_file() {
             files_out: 1
         }
     );
+    // The pass is over: the gauge of running passes is back at zero.
+    let stats = f.storage.maintenance_stats();
+    assert_eq!(stats.compactions_running.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.compactions.load(Ordering::Relaxed), 1);
     let files = f
         .storage
         .snapshot(&t("a"), Signal::Logs, TimeRange::ALL)
