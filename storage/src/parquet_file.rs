@@ -15,7 +15,7 @@ use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::schema::types::ColumnPath;
 
-use crate::schema::{TIME_COLUMN, schema_for, sort_columns};
+use crate::schema::{MAP_ENTRIES, MAP_KEY, MAP_VALUE, TIME_COLUMN, schema_for, sort_columns};
 use crate::{Error, Result, Signal};
 
 /// Nanoseconds in one hour, the width of a time partition.
@@ -50,6 +50,18 @@ pub fn writer_properties(signal: Signal, zstd_level: i32) -> WriterProperties {
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
     let schema = schema_for(signal);
     for field in schema.fields() {
+        if matches!(field.data_type(), arrow::datatypes::DataType::Map(..)) {
+            // Min/max over every key and value of every attribute map prunes nothing (a
+            // lookup `attributes['k']` cannot use them) and cost a string comparison per entry.
+            for leaf in [MAP_KEY, MAP_VALUE] {
+                let path = ColumnPath::new(vec![
+                    field.name().clone(),
+                    MAP_ENTRIES.to_string(),
+                    leaf.to_string(),
+                ]);
+                builder = builder.set_column_statistics_enabled(path, EnabledStatistics::None);
+            }
+        }
         if matches!(field.data_type(), arrow::datatypes::DataType::Timestamp(..)) {
             // Sorted nanosecond timestamps delta-encode to a few bits each.
             let path = ColumnPath::from(field.name().as_str());
@@ -266,6 +278,25 @@ mod tests {
             writer_properties(Signal::Logs, COMPACTION_ZSTD_LEVEL).compression(&time),
             Compression::ZSTD(ZstdLevel::try_new(COMPACTION_ZSTD_LEVEL).unwrap())
         );
+        // No statistics for the entries of attribute maps; page statistics elsewhere.
+        for signal in Signal::ALL {
+            let props = props(signal);
+            for map in ["attributes", "resource_attributes"] {
+                for leaf in ["keys", "values"] {
+                    let path = ColumnPath::new(vec![map.into(), "entries".into(), leaf.into()]);
+                    assert_eq!(
+                        props.statistics_enabled(&path),
+                        EnabledStatistics::None,
+                        "{signal} {map}.{leaf}"
+                    );
+                }
+            }
+            assert_eq!(props.statistics_enabled(&time), EnabledStatistics::Page);
+            assert_eq!(
+                props.statistics_enabled(&ColumnPath::from("service_name")),
+                EnabledStatistics::Page
+            );
+        }
     }
 
     #[test]
