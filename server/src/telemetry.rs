@@ -132,24 +132,20 @@ impl Collector for StorageCollector {
                 let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
                 counter.encode(metric)?;
             }
-            let gauge = ConstGauge::new(wal.disk_bytes.load(Ordering::Relaxed) as i64);
-            let metric = encoder.encode_descriptor(
+            encode_gauge(
+                &mut encoder,
                 "strata_wal_disk_bytes",
                 "Bytes held by WAL segment files",
-                None,
-                gauge.metric_type(),
+                wal.disk_bytes.load(Ordering::Relaxed) as i64,
             )?;
-            gauge.encode(metric)?;
         }
         let m = self.0.maintenance_stats();
-        let running = ConstGauge::new(m.compactions_running.load(Ordering::Relaxed) as i64);
-        let metric = encoder.encode_descriptor(
+        encode_gauge(
+            &mut encoder,
             "strata_compactions_running",
             "Compaction passes in progress",
-            None,
-            running.metric_type(),
+            m.compactions_running.load(Ordering::Relaxed) as i64,
         )?;
-        running.encode(metric)?;
         let maintenance = [
             (
                 "strata_compaction_runs",
@@ -235,25 +231,32 @@ impl Collector for StorageCollector {
                 let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
                 counter.encode(metric)?;
             }
-            let gauge = ConstGauge::new(cache.bytes.load(Ordering::Relaxed) as i64);
-            let metric = encoder.encode_descriptor(
+            encode_gauge(
+                &mut encoder,
                 "strata_cache_bytes",
                 "Bytes held by the object-store read cache",
-                None,
-                gauge.metric_type(),
+                cache.bytes.load(Ordering::Relaxed) as i64,
             )?;
-            gauge.encode(metric)?;
         }
-        let gauge = ConstGauge::new(self.0.buffered_bytes() as i64);
-        let metric = encoder.encode_descriptor(
+        encode_gauge(
+            &mut encoder,
             "strata_storage_buffered_bytes",
             "Bytes of Arrow data in the write buffer, not yet in Parquet",
-            None,
-            gauge.metric_type(),
-        )?;
-        gauge.encode(metric)?;
-        Ok(())
+            self.0.buffered_bytes() as i64,
+        )
     }
+}
+
+/// Encodes one unlabelled gauge.
+fn encode_gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> Result<(), std::fmt::Error> {
+    let gauge = ConstGauge::new(value);
+    let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+    gauge.encode(metric)
 }
 
 /// Registers the storage collector.
