@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The node's own CPU seconds for one load, on a fresh node: the A/B measurement of
-# docs/BENCHMARKS.md ("Transparent huge pages").
+# docs/BENCHMARKS.md ("Round 2: what moved and why").
 #
 #   bench/scripts/node-cpu.sh BIN_DIR PROTOCOL DATASET [RUNS]
 #

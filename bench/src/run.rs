@@ -410,7 +410,6 @@ fn machine() -> Value {
     json!({"cpu": cpu, "cores": cores, "memory": mem})
 }
 
-/// Waits until compaction has merged what it will: no compaction for a few seconds.
 /// Waits until the node has flushed everything and compaction has nothing left to do: no
 /// pass running, nothing buffered, and no partition compacted or object deleted for five
 /// seconds (five compaction intervals). A pass over a large partition can run for many

@@ -42,12 +42,8 @@ fn convert(signal: OtlpSignal, body: &Bytes) -> Option<arrow::array::RecordBatch
 }
 
 fn main() {
-    // As the node does (server/src/main.rs): no transparent huge pages.
-    #[cfg(target_os = "linux")]
-    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
-    unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-    }
+    // As the node does (server/src/main.rs).
+    strata_ingest::process::no_transparent_huge_pages();
     let path = std::env::args()
         .nth(1)
         .expect("usage: pipeline DATASET_FILE");

@@ -20,6 +20,7 @@ pub mod grpc;
 pub mod http;
 pub mod limits;
 mod metrics;
+pub mod process;
 mod refusal_log;
 mod signal;
 

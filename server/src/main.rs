@@ -11,7 +11,7 @@ use strata_server::config::{Cli, Command};
 use strata_server::{Node, sql_client, telemetry};
 
 fn main() {
-    no_transparent_huge_pages();
+    strata_ingest::process::no_transparent_huge_pages();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -32,20 +32,6 @@ fn main() {
         }
     });
     std::process::exit(code);
-}
-
-/// Turns transparent huge pages off for this process. mimalloc asks for them on its arenas,
-/// and the kernel then zeroes a whole 2 MiB page on the first touch of any byte of it; buffers
-/// that grow and are freed by the thousand each second (request bodies, Arrow builders, WAL
-/// records) paid up to a third of ingest CPU in `clear_page_erms` (docs/BENCHMARKS.md,
-/// "Transparent huge pages"). Set before anything large is allocated; the kernel checks the
-/// flag at each fault, so it covers mappings made earlier too.
-fn no_transparent_huge_pages() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
-    unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-    }
 }
 
 async fn serve(args: strata_server::config::ServeArgs) -> i32 {
