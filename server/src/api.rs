@@ -210,6 +210,9 @@ pub fn router(state: ApiState) -> Router {
         .merge(crate::alerting::api::routes().layer(DefaultBodyLimit::max(
             crate::alerting::api::MAX_ALERTING_BODY_BYTES,
         )))
+        // Answers given before the body is read (401, 404, 503 while starting) keep the
+        // connection open for the client's next request.
+        .layer(axum::middleware::from_fn(crate::drain::drain_unread_body))
         .with_state(state)
 }
 

@@ -20,6 +20,7 @@
 pub mod alerting;
 pub mod api;
 pub mod config;
+pub mod drain;
 pub mod keys;
 pub mod sql_client;
 pub mod telemetry;

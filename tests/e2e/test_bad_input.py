@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 
 import grpc
 import pytest
@@ -578,6 +579,39 @@ def test_early_error_response_announces_connection_close(small_node, case):
             f"{status_line!r}: the server closed the connection after this response without "
             f"'Connection: close'; headers {headers}")
     assert_still_serving(small_node)
+
+
+def test_api_early_error_keeps_the_connection(node):
+    """An API request refused before its body is read (here a malformed tenant id, 400) must not
+    cost the client its keep-alive connection, even when the body arrives after the answer was
+    decided: the next request on the same connection is answered."""
+    import socket
+
+    host, port = node.http_addr.rsplit(":", 1)
+    body = b'{"sql": "SELECT 1"}'
+    head = (b"POST /api/v1/sql HTTP/1.1\r\nHost: strata\r\nContent-Type: application/json\r\n"
+            b"X-Scope-OrgID: a/b\r\nContent-Length: %d\r\n\r\n" % len(body))
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        reader = sock.makefile("rb")
+
+        def response() -> tuple[bytes, dict, bytes]:
+            status = reader.readline()
+            assert status, "connection closed without a response"
+            headers = {}
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                name, value = line.decode("latin-1").split(":", 1)
+                headers[name.strip().lower()] = value.strip()
+            return status, headers, reader.read(int(headers.get("content-length", "0")))
+
+        sock.sendall(head)
+        time.sleep(0.3)  # the body comes after the head has been answered, as over a slow link
+        sock.sendall(body)
+        status, headers, payload = response()
+        assert b" 400 " in status, (status, payload)
+        assert headers.get("connection", "").lower() != "close", headers
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: strata\r\n\r\n")
+        status, _, _ = response()
+        assert b" 200 " in status, status
 
 
 # ------------------------------------------------------------------ headers, URLs and nesting
