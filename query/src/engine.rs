@@ -35,6 +35,7 @@ use crate::error::{QueryError, Result};
 use crate::incidents::{INCIDENTS_TABLE, IncidentsTable};
 use crate::limits::{Admission, QueryLimits, ScanBudget, human_bytes};
 use crate::metrics::QueryMetrics;
+use crate::series_index::SeriesIndex;
 use crate::stats::{QueryStats, ScanCounter, add_plan_metrics};
 use crate::table::SignalTable;
 
@@ -100,6 +101,8 @@ pub struct QueryEngine {
     audit_log: Option<Arc<dyn AuditLog>>,
     /// Where the `alerts` table's rows come from; `None`: no session has an `alerts` table.
     alert_history: Option<Arc<dyn DocStore>>,
+    /// Series indexes of metrics files, shared by every session.
+    series_index: Arc<SeriesIndex>,
     /// CPU-heavy execution runs here, so queries never starve the ingest I/O threads.
     executor: tokio::runtime::Handle,
     executor_runtime: Option<tokio::runtime::Runtime>,
@@ -150,6 +153,7 @@ impl QueryEngine {
             alert_history: None,
             executor,
             executor_runtime: None,
+            series_index: Arc::new(SeriesIndex::default()),
         })
     }
 
@@ -230,7 +234,8 @@ impl QueryEngine {
                 self.store_url.clone(),
             )
             .with_counter(counter.clone())
-            .with_store(store.clone());
+            .with_store(store.clone())
+            .with_series_index(self.series_index.clone());
             schema.register_table(signal.as_str().to_string(), Arc::new(table))?;
         }
         if let (true, Some(log)) = (options.audit, &self.audit_log) {

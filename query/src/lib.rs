@@ -23,6 +23,7 @@ pub mod format;
 pub mod incidents;
 pub mod limits;
 mod metrics;
+pub mod series_index;
 pub mod stats;
 pub mod table;
 

@@ -14,7 +14,8 @@ use serde::Serialize;
 pub struct QueryStats {
     /// Parquet files the scans read.
     pub files_scanned: u64,
-    /// Files skipped because their time range cannot match the query's `time` filters.
+    /// Files skipped because their time range cannot match the query's `time` filters, or
+    /// (metrics) because none of their series matches its label filters.
     pub files_pruned: u64,
     /// Write-buffer batches the scans read.
     pub buffer_batches_scanned: u64,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
-use datafusion::common::{Result, ScalarValue, project_schema};
+use datafusion::common::{DataFusionError, Result, ScalarValue, project_schema};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
@@ -22,8 +22,12 @@ use datafusion::physical_plan::union::UnionExec;
 use object_store::ObjectStore;
 use strata_storage::schema::{TIME_COLUMN, schema_for};
 
-use crate::stats::ScanCounter;
+use futures::{StreamExt, TryStreamExt};
+use strata_storage::catalog::FileMeta;
 use strata_storage::{Signal, Storage, TenantId, TimeRange};
+
+use crate::series_index::SeriesIndex;
+use crate::stats::ScanCounter;
 
 /// One tenant's table of one signal.
 pub struct SignalTable {
@@ -36,6 +40,8 @@ pub struct SignalTable {
     /// Where the Parquet bytes are read from: the storage's object store, or a query's
     /// [`ScanBudget`](crate::limits::ScanBudget) over it.
     store: Arc<dyn ObjectStore>,
+    /// Series indexes of metrics files (`None`: scans read every row).
+    series_index: Option<Arc<SeriesIndex>>,
 }
 
 impl fmt::Debug for SignalTable {
@@ -63,7 +69,16 @@ impl SignalTable {
             store_url,
             counter: ScanCounter::default(),
             store,
+            series_index: None,
         }
+    }
+
+    /// Lets scans of the `metrics` table read only the series a label filter matches.
+    pub fn with_series_index(mut self, index: Arc<SeriesIndex>) -> Self {
+        if self.signal == Signal::Metrics {
+            self.series_index = Some(index);
+        }
+        self
     }
 
     /// Reads the Parquet files through `store` (a query's scan budget).
@@ -106,36 +121,34 @@ impl TableProvider for SignalTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let range = time_range(filters);
         let snapshot = self.storage.snapshot(&self.tenant, self.signal, range);
-        self.counter.add_scan(
-            snapshot.files.len(),
-            snapshot.files_pruned,
-            snapshot.batches.len(),
-        );
         let partitions = state.config().target_partitions().max(1);
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::with_capacity(2);
 
-        if !snapshot.files.is_empty() {
+        // Parquet footers are parsed once per file and kept in DataFusion's metadata cache.
+        let reader_factory = Arc::new(CachedParquetFileReaderFactory::new(
+            self.store.clone(),
+            state.runtime_env().cache_manager.get_file_metadata_cache(),
+        ));
+        let files = self
+            .parquet_files(state, &reader_factory, &snapshot.files, filters)
+            .await?;
+        self.counter.add_scan(
+            files.len(),
+            snapshot.files_pruned + (snapshot.files.len() - files.len()),
+            snapshot.batches.len(),
+        );
+        if !files.is_empty() {
             // Spread files over the partitions, largest first, onto the least loaded group.
-            let mut files = snapshot.files.clone();
-            files.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes).then(a.path.cmp(&b.path)));
             let groups_len = partitions.min(files.len());
             let mut groups: Vec<(i64, Vec<PartitionedFile>)> = vec![(0, Vec::new()); groups_len];
-            for file in files {
+            for (size, file) in files {
                 let (load, group) = groups
                     .iter_mut()
                     .min_by_key(|(load, _)| *load)
                     .expect("at least one group");
-                *load += file.size_bytes;
-                group.push(PartitionedFile::new(
-                    file.path.clone(),
-                    file.size_bytes as u64,
-                ));
+                *load += size;
+                group.push(file);
             }
-            // Parquet footers are parsed once per file and kept in DataFusion's metadata cache.
-            let reader_factory = Arc::new(CachedParquetFileReaderFactory::new(
-                self.store.clone(),
-                state.runtime_env().cache_manager.get_file_metadata_cache(),
-            ));
             let source = ParquetSource::new(self.schema.clone())
                 .with_table_parquet_options(state.table_options().parquet.clone())
                 .with_parquet_file_reader_factory(reader_factory);
@@ -172,6 +185,48 @@ impl TableProvider for SignalTable {
         })
     }
 }
+
+impl SignalTable {
+    /// The files of a scan, largest first, each with its size and, for a label filter on
+    /// metrics, the rows its series index selects; files with no matching series are left out.
+    async fn parquet_files(
+        &self,
+        state: &dyn Session,
+        reader: &Arc<CachedParquetFileReaderFactory>,
+        files: &[Arc<FileMeta>],
+        filters: &[Expr],
+    ) -> Result<Vec<(i64, PartitionedFile)>> {
+        let mut files = files.to_vec();
+        files.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes).then(a.path.cmp(&b.path)));
+        let scan =
+            |file: &FileMeta| PartitionedFile::new(file.path.clone(), file.size_bytes as u64);
+        let (Some(index), Some(filter)) = (&self.series_index, SeriesIndex::label_filter(filters))
+        else {
+            return Ok(files.iter().map(|f| (f.size_bytes, scan(f))).collect());
+        };
+        let mut lookups = Vec::with_capacity(files.len());
+        for meta in files {
+            let (index, filter) = (index.clone(), &filter);
+            lookups.push(async move {
+                let file = scan(&meta);
+                let selected = index
+                    .select(state, reader.as_ref(), &meta.id, &file, filter)
+                    .await?;
+                Ok::<_, DataFusionError>(
+                    SeriesIndex::apply(file, selected).map(|file| (meta.size_bytes, file)),
+                )
+            });
+        }
+        let selected: Vec<_> = futures::stream::iter(lookups)
+            .buffered(INDEX_BUILDS_AT_ONCE)
+            .try_collect()
+            .await?;
+        Ok(selected.into_iter().flatten().collect())
+    }
+}
+
+/// Series indexes built at once by one scan.
+const INDEX_BUILDS_AT_ONCE: usize = 4;
 
 /// The time range a query's filters allow, for pruning files and buffered batches.
 /// Understands comparisons of `time` with timestamp literals (either side), `BETWEEN` and
