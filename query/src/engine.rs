@@ -32,12 +32,14 @@ use crate::alerts::{ALERTS_TABLE, AlertsTable};
 use crate::audit::{AUDIT_TABLE, AuditTable};
 use crate::catalog_table::CatalogTable;
 use crate::error::{QueryError, Result};
+use crate::functions::UtcDateTrunc;
 use crate::incidents::{INCIDENTS_TABLE, IncidentsTable};
 use crate::limits::{Admission, QueryLimits, ScanBudget, human_bytes};
 use crate::metrics::QueryMetrics;
 use crate::series_index::SeriesIndex;
 use crate::stats::{QueryStats, ScanCounter, add_plan_metrics};
 use crate::table::SignalTable;
+use datafusion::execution::FunctionRegistry;
 
 /// The URL under which the storage's object store is registered with DataFusion.
 pub const STORE_URL: &str = "strata://objects/";
@@ -273,11 +275,17 @@ impl QueryEngine {
         // Late materialisation: evaluate filters while decoding, skip pages that cannot match.
         options.execution.parquet.pushdown_filters = true;
         options.execution.parquet.reorder_filters = true;
-        SessionStateBuilder::new()
+        let mut state = SessionStateBuilder::new()
             .with_config(session_config)
             .with_runtime_env(runtime)
             .with_default_features()
-            .build()
+            .build();
+        // `date_trunc` over UTC timestamps by arithmetic (`functions.rs`); it replaces
+        // DataFusion's under the same name and alias.
+        state
+            .register_udf(Arc::new(UtcDateTrunc::udf()))
+            .expect("registering a scalar function cannot fail");
+        state
     }
 
     /// What a tenant's SQL may do: read, nothing else.

@@ -20,6 +20,7 @@ pub mod catalog_table;
 mod engine;
 mod error;
 pub mod format;
+mod functions;
 pub mod incidents;
 pub mod limits;
 mod metrics;
