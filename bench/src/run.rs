@@ -86,7 +86,7 @@ impl Plan {
                 ],
                 batch: 1000,
                 latency_seconds: 4.0,
-                query_runs: 10,
+                query_runs: 30,
                 probes: 50,
             }
         } else {
