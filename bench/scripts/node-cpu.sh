@@ -7,7 +7,9 @@
 # BIN_DIR holds `strata` and `strata-bench`; DATASET is a file written by
 # `strata-bench generate` (or the *.otlp files `strata-bench run` leaves in its work dir).
 # Sends the data set RUNS times (default 2, each to its own tenant) over 8 connections and
-# prints each load's report, then the node's user+system CPU seconds from /proc.
+# prints each load's report, then the node's user+system CPU seconds from /proc once the
+# write buffer is empty (flushed to Parquet). Extra `strata-bench load` flags (e.g.
+# `--rate 190000`) can be given in LOAD_ARGS.
 # Environment for the node (e.g. MIMALLOC_ALLOW_THP=0) can be given in NODE_ENV.
 set -euo pipefail
 bin=$1 protocol=$2 dataset=$3 runs=${4:-2}
@@ -26,7 +28,12 @@ endpoint=$grpc
 [ "$protocol" = http ] && endpoint=$otlp_http
 for i in $(seq "$runs"); do
     "$bin/strata-bench" load --input "$dataset" --endpoint "$endpoint" --protocol "$protocol" \
-        --connections 8 --tenant "run$i"
+        --connections 8 --tenant "run$i" ${LOAD_ARGS:-}
     echo
+done
+# Counted once what was acknowledged is in Parquet: the last flush is part of the load's cost.
+for _ in $(seq 600); do
+    curl -s http://127.0.0.1:13100/metrics | grep -q '^strata_storage_buffered_bytes 0$' && break
+    sleep 0.1
 done
 awk '{ printf "node CPU seconds: %.2f\n", ($14 + $15) / 100 }' "/proc/$node/stat"
