@@ -7,7 +7,8 @@
 //!          └─ session: catalog strata.public = { spans, logs, metrics } of that tenant only
 //!               └─ SignalTable::scan ─► Storage::snapshot(tenant, signal, time range from filters)
 //!                    ├─ DataSourceExec(Parquet files on the object store; row groups pruned
-//!                    │    by statistics and bloom filters)
+//!                    │    by statistics and bloom filters; metrics: only the rows of the
+//!                    │    series a label filter matches, from the series index)
 //!                    └─ DataSourceExec(write-buffer batches)         ── UnionExec
 //! result ─► format: JSON rows, CSV, Arrow IPC stream
 //! ```
