@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
-use datafusion::common::{DataFusionError, Result, ScalarValue, project_schema};
+use datafusion::common::{Result, ScalarValue, project_schema};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
@@ -22,11 +22,11 @@ use datafusion::physical_plan::union::UnionExec;
 use object_store::ObjectStore;
 use strata_storage::schema::{TIME_COLUMN, schema_for};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use strata_storage::catalog::FileMeta;
 use strata_storage::{Signal, Storage, TenantId, TimeRange};
 
-use crate::series_index::SeriesIndex;
+use crate::series_index::{Selected, SeriesIndex};
 use crate::stats::ScanCounter;
 
 /// One tenant's table of one signal.
@@ -209,18 +209,22 @@ impl SignalTable {
             let (index, filter) = (index.clone(), &filter);
             lookups.push(async move {
                 let file = scan(&meta);
+                // An index that cannot be built or used costs only speed: the file is read
+                // whole (and a read error, if that is what it was, reported by the scan).
                 let selected = index
                     .select(state, reader.as_ref(), &meta.id, &file, filter)
-                    .await?;
-                Ok::<_, DataFusionError>(
-                    SeriesIndex::apply(file, selected).map(|file| (meta.size_bytes, file)),
-                )
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::debug!(file = %meta.path, error = %e, "no series index");
+                        Selected::All
+                    });
+                SeriesIndex::apply(file, selected).map(|file| (meta.size_bytes, file))
             });
         }
         let selected: Vec<_> = futures::stream::iter(lookups)
             .buffered(INDEX_BUILDS_AT_ONCE)
-            .try_collect()
-            .await?;
+            .collect()
+            .await;
         Ok(selected.into_iter().flatten().collect())
     }
 }
