@@ -1,12 +1,13 @@
 //! Per-tenant query limits against a real storage engine: each limit fails the query with a
 //! message naming it, other tenants' queries are unaffected, and the engine keeps serving.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use strata_query::{QueryConfig, QueryEngine, QueryError, QueryLimits};
-use strata_storage::objects::object_store_from_url;
-use strata_storage::{PerTenant, Signal, SqlCatalog, Storage, StorageConfig, TenantId};
+use strata_storage::{PerTenant, Signal, Storage, TenantId};
 
 fn tenant(id: &str) -> TenantId {
     TenantId::new(id).unwrap()
@@ -14,13 +15,7 @@ fn tenant(id: &str) -> TenantId {
 
 /// Storage with the fixture's logs of `acme` and `globex`, flushed to Parquet.
 async fn storage(dir: &tempfile::TempDir) -> Arc<Storage> {
-    let store = object_store_from_url("memory://").unwrap();
-    let catalog = SqlCatalog::connect(&format!("sqlite://{}/catalog.db", dir.path().display()))
-        .await
-        .unwrap();
-    let storage = Storage::open(store, Arc::new(catalog), StorageConfig::default())
-        .await
-        .unwrap();
+    let storage = common::memory_storage(dir).await;
     for id in ["acme", "globex"] {
         let path = format!(
             "{}/tests/data/{id}/logs.flushed.json",

@@ -2,6 +2,8 @@
 //! index) and answer exactly what a scan of every row answers: the same points written to a
 //! tenant whose data stays in the write buffer (never indexed) are the reference.
 
+mod common;
+
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -13,9 +15,8 @@ use datafusion::prelude::SessionContext;
 use strata_query::series_index::{Selected, SeriesIndex};
 use strata_query::{QueryConfig, QueryEngine, QueryResult};
 use strata_storage::catalog::FileMeta;
-use strata_storage::objects::object_store_from_url;
 use strata_storage::schema::schema_for;
-use strata_storage::{Signal, SqlCatalog, Storage, StorageConfig, TenantId, TimeRange};
+use strata_storage::{Signal, Storage, TenantId, TimeRange};
 
 const T0: i64 = 1_767_571_200_000_000_000; // 2026-01-05T00:00:00Z
 
@@ -88,13 +89,7 @@ async fn engine(dir: &tempfile::TempDir) -> QueryEngine {
 }
 
 async fn storage(dir: &tempfile::TempDir) -> Arc<Storage> {
-    let store = object_store_from_url("memory://").unwrap();
-    let catalog = SqlCatalog::connect(&format!("sqlite://{}/catalog.db", dir.path().display()))
-        .await
-        .unwrap();
-    let storage = Storage::open(store, Arc::new(catalog), StorageConfig::default())
-        .await
-        .unwrap();
+    let storage = common::memory_storage(dir).await;
     write(&storage, "indexed", 0..10).await;
     storage.flush_all().await.unwrap();
     write(&storage, "indexed", 10..20).await;
@@ -153,37 +148,26 @@ async fn label_filters_answer_as_a_full_scan_does() {
 async fn files_without_a_matching_series_are_not_read() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(&dir).await;
+    let count_where = async |filter: &str| {
+        let sql = format!("SELECT count(*) AS n FROM metrics WHERE {filter}");
+        run(&engine, "indexed", &sql).await
+    };
     let all = run(&engine, "indexed", "SELECT count(*) FROM metrics").await;
     assert_eq!(all.stats.files_scanned, 2);
 
     // h03 is in the first file only: the second is left out.
-    let one = run(
-        &engine,
-        "indexed",
-        "SELECT count(*) AS n FROM metrics WHERE resource_attributes['host'] = 'h03'",
-    )
-    .await;
+    let one = count_where("resource_attributes['host'] = 'h03'").await;
     assert_eq!(text(&one).matches("| 240 |").count(), 1, "{}", text(&one));
     assert_eq!(one.stats.files_scanned, 1);
     assert_eq!(one.stats.files_pruned, 1);
 
     // No series matches: nothing is read.
-    let none = run(
-        &engine,
-        "indexed",
-        "SELECT count(*) AS n FROM metrics WHERE resource_attributes['host'] = 'nowhere'",
-    )
-    .await;
+    let none = count_where("resource_attributes['host'] = 'nowhere'").await;
     assert_eq!(none.stats.files_scanned, 0);
     assert_eq!(none.stats.bytes_scanned, 0);
 
     // Filters on other columns are not the index's: every file is read.
-    let other = run(
-        &engine,
-        "indexed",
-        "SELECT count(*) AS n FROM metrics WHERE value > 1000",
-    )
-    .await;
+    let other = count_where("value > 1000").await;
     assert_eq!(other.stats.files_scanned, 2);
 }
 

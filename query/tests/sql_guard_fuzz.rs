@@ -14,11 +14,10 @@
 //! is DataFusion's planner: building DataFusion a second time with fuzzing instrumentation
 //! would double the CI build (docs/FUZZING.md).
 
-use std::sync::Arc;
+mod common;
 
 use strata_query::{QueryConfig, QueryEngine};
-use strata_storage::objects::object_store_from_url;
-use strata_storage::{PerTenant, Signal, SqlCatalog, Storage, StorageConfig, TenantId};
+use strata_storage::{PerTenant, Signal, TenantId};
 
 const SECRET: &str = "globex-secret-7f3a";
 
@@ -32,13 +31,7 @@ fn logs_json(service: &str, body: &str) -> String {
 
 /// acme's and globex's logs, one flushed to Parquet and one more in the buffer each.
 async fn engine(dir: &tempfile::TempDir) -> QueryEngine {
-    let store = object_store_from_url("memory://").unwrap();
-    let catalog = SqlCatalog::connect(&format!("sqlite://{}/catalog.db", dir.path().display()))
-        .await
-        .unwrap();
-    let storage = Storage::open(store, Arc::new(catalog), StorageConfig::default())
-        .await
-        .unwrap();
+    let storage = common::memory_storage(dir).await;
     for flushed in [true, false] {
         for (tenant, service, body) in [("acme", "web", "acme-visible"), ("globex", "api", SECRET)]
         {
