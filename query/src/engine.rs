@@ -12,13 +12,13 @@ use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
     MemorySchemaProvider, SchemaProvider,
 };
-use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::{
     GreedyMemoryPool, MemoryConsumer, MemoryPool, TrackConsumersPool, UnboundedMemoryPool,
 };
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::execution::{FunctionRegistry, TaskContext};
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
@@ -39,7 +39,6 @@ use crate::metrics::QueryMetrics;
 use crate::series_index::SeriesIndex;
 use crate::stats::{QueryStats, ScanCounter, add_plan_metrics};
 use crate::table::SignalTable;
-use datafusion::execution::FunctionRegistry;
 
 /// The URL under which the storage's object store is registered with DataFusion.
 pub const STORE_URL: &str = "strata://objects/";

@@ -131,7 +131,7 @@ impl TableProvider for SignalTable {
         ));
         let files = self
             .parquet_files(state, &reader_factory, &snapshot.files, filters)
-            .await?;
+            .await;
         self.counter.add_scan(
             files.len(),
             snapshot.files_pruned + (snapshot.files.len() - files.len()),
@@ -195,14 +195,14 @@ impl SignalTable {
         reader: &Arc<CachedParquetFileReaderFactory>,
         files: &[Arc<FileMeta>],
         filters: &[Expr],
-    ) -> Result<Vec<(i64, PartitionedFile)>> {
+    ) -> Vec<(i64, PartitionedFile)> {
         let mut files = files.to_vec();
         files.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes).then(a.path.cmp(&b.path)));
         let scan =
             |file: &FileMeta| PartitionedFile::new(file.path.clone(), file.size_bytes as u64);
         let (Some(index), Some(filter)) = (&self.series_index, SeriesIndex::label_filter(filters))
         else {
-            return Ok(files.iter().map(|f| (f.size_bytes, scan(f))).collect());
+            return files.iter().map(|f| (f.size_bytes, scan(f))).collect();
         };
         let mut lookups = Vec::with_capacity(files.len());
         for meta in files {
@@ -225,7 +225,7 @@ impl SignalTable {
             .buffered(INDEX_BUILDS_AT_ONCE)
             .collect()
             .await;
-        Ok(selected.into_iter().flatten().collect())
+        selected.into_iter().flatten().collect()
     }
 }
 
