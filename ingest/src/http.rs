@@ -233,8 +233,8 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, IngestError> {
 }
 
 /// Reads a body to its end without keeping it, up to `limit` bytes; says whether it was read
-/// to the end.
-async fn discard_body(body: Body, limit: usize) -> bool {
+/// to the end. (The API's listener drains unread bodies with it too: `server/src/drain.rs`.)
+pub async fn discard_body(body: Body, limit: usize) -> bool {
     let mut body = Limited::new(body, limit);
     loop {
         match body.frame().await {

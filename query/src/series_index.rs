@@ -145,11 +145,12 @@ impl SeriesIndex {
     /// only [`SERIES_COLUMNS`] (and are deterministic). `None` when there is none.
     pub fn label_filter(filters: &[Expr]) -> Option<Expr> {
         let usable = filters.iter().filter(|f| {
+            let columns = f.column_refs();
             !f.is_volatile()
-                && f.column_refs()
+                && !columns.is_empty()
+                && columns
                     .iter()
                     .all(|c| SERIES_COLUMNS.contains(&c.name.as_str()))
-                && !f.column_refs().is_empty()
         });
         conjunction(usable.cloned())
     }

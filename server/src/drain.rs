@@ -28,11 +28,11 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderValue, Version, header};
-use http_body_util::BodyExt;
 use parking_lot::Mutex;
+use strata_ingest::http::discard_body;
 
 /// Most unread body bytes read and discarded to keep a connection open.
-pub const MAX_DRAIN_BYTES: u64 = 256 * 1024;
+pub const MAX_DRAIN_BYTES: usize = 256 * 1024;
 
 /// Longest wait for the rest of an unread body.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -67,21 +67,8 @@ pub async fn drain_unread_body(request: Request, next: Next) -> Response {
 const CLOSE: HeaderValue = HeaderValue::from_static("close");
 
 /// Reads `body` to its end if that takes at most [`MAX_DRAIN_BYTES`] and [`DRAIN_TIMEOUT`].
-async fn drain(mut body: Body) -> bool {
-    let read = async {
-        let mut drained = 0u64;
-        while let Some(frame) = body.frame().await {
-            let Ok(frame) = frame else { return false };
-            if let Some(data) = frame.data_ref() {
-                drained += data.len() as u64;
-                if drained > MAX_DRAIN_BYTES {
-                    return false;
-                }
-            }
-        }
-        true
-    };
-    tokio::time::timeout(DRAIN_TIMEOUT, read)
+async fn drain(body: Body) -> bool {
+    tokio::time::timeout(DRAIN_TIMEOUT, discard_body(body, MAX_DRAIN_BYTES))
         .await
         .unwrap_or(false)
 }
@@ -211,7 +198,7 @@ mod tests {
         let (addr, answered) = serve().await;
         let stream = TcpStream::connect(addr).await.unwrap();
         let (mut read, mut write) = stream.into_split();
-        let length = 4 * MAX_DRAIN_BYTES as usize;
+        let length = 4 * MAX_DRAIN_BYTES;
         write.write_all(&head("/reject", length, "")).await.unwrap();
         answered.notified().await;
         // The server stops reading part way: the writer may fail, which is expected.
