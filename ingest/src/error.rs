@@ -161,6 +161,10 @@ impl From<strata_storage::Error> for IngestError {
                 reason: "the write buffer is over its memory limit".into(),
                 retry_after_secs: 5,
             },
+            e @ E::MemoryLimit { .. } => IngestError::Throttled {
+                reason: e.to_string(),
+                retry_after_secs: 2,
+            },
             E::WalFull => IngestError::Unavailable {
                 reason: "the write-ahead log is full".into(),
                 retry_after_secs: 10,

@@ -110,7 +110,7 @@ pub struct ServeArgs {
     pub flush_interval: Option<Duration>,
 
     /// A table's write buffer is flushed once it holds this many bytes of Arrow data
-    /// [default: 67108864 (64 MiB)]
+    /// [default: 67108864 (64 MiB), or a sixteenth of --memory-limit if smaller]
     #[arg(long, env = "STRATA_FLUSH_MAX_BYTES", value_name = "BYTES")]
     pub flush_max_bytes: Option<usize>,
 
@@ -119,13 +119,22 @@ pub struct ServeArgs {
     pub query_threads: Option<usize>,
 
     /// Writes are refused with HTTP 429 / gRPC UNAVAILABLE while the write buffers of all
-    /// tables together hold this many bytes [default: 1073741824 (1 GiB)]
+    /// tables together hold this many bytes [default: 1073741824 (1 GiB), or a quarter of
+    /// --memory-limit if smaller]
     #[arg(long, env = "STRATA_MAX_BUFFER_BYTES", value_name = "BYTES")]
     pub max_buffer_bytes: Option<usize>,
 
+    /// Limit on the node's resident memory: from 80 % of it on, exports are refused with HTTP
+    /// 429 / gRPC UNAVAILABLE, the largest write buffer is flushed and compaction waits; the
+    /// write buffer, flush, in-flight and cache budgets default to shares of it. 0 = none
+    /// [default: 0]
+    #[arg(long, env = "STRATA_MEMORY_LIMIT", value_name = "BYTES")]
+    pub memory_limit: Option<usize>,
+
     /// Bytes of OTLP request bodies (after decompression) decoded and converted at once,
     /// across both receivers; a request that cannot get its share within 500 ms is refused
-    /// with HTTP 429 / gRPC UNAVAILABLE [default: 67108864 (64 MiB)]
+    /// with HTTP 429 / gRPC UNAVAILABLE [default: 67108864 (64 MiB), or a sixteenth of
+    /// --memory-limit if smaller]
     #[arg(long, env = "STRATA_MAX_INFLIGHT_BYTES", value_name = "BYTES")]
     pub max_inflight_bytes: Option<usize>,
 
@@ -148,7 +157,7 @@ pub struct ServeArgs {
     pub wal_max_bytes: Option<u64>,
 
     /// Bytes of remote object-store data (S3, GCS) kept in the node's read cache; 0 turns it
-    /// off [default: 536870912 (512 MiB)]
+    /// off [default: 536870912 (512 MiB), or an eighth of --memory-limit if smaller]
     #[arg(long, env = "STRATA_CACHE_BYTES", value_name = "BYTES")]
     pub cache_bytes: Option<u64>,
 
@@ -241,6 +250,7 @@ pub struct FileConfig {
     pub flush_max_bytes: Option<usize>,
     pub query_threads: Option<usize>,
     pub max_buffer_bytes: Option<usize>,
+    pub memory_limit: Option<usize>,
     pub max_inflight_bytes: Option<usize>,
     pub wal_dir: Option<PathBuf>,
     #[serde(default, deserialize_with = "de_duration")]
@@ -359,6 +369,8 @@ pub struct Config {
     pub query_threads: usize,
     pub max_buffer_bytes: usize,
     pub max_inflight_bytes: usize,
+    /// Bytes of resident memory; 0 = no limit.
+    pub memory_limit: usize,
     pub wal_dir: PathBuf,
     pub wal_sync_delay: Duration,
     pub wal_segment_bytes: u64,
@@ -493,10 +505,19 @@ impl ServeArgs {
         if query_threads == 0 {
             return Err(ConfigError::Invalid("query_threads must be above 0".into()));
         }
+        let memory_limit = self.memory_limit.or(file.memory_limit).unwrap_or(0);
+        // Under a memory limit, the budgets that live inside it default to shares of it.
+        let share = |default: usize, divisor: usize| {
+            if memory_limit == 0 {
+                default
+            } else {
+                default.min((memory_limit / divisor).max(1))
+            }
+        };
         let max_inflight_bytes = self
             .max_inflight_bytes
             .or(file.max_inflight_bytes)
-            .unwrap_or(strata_ingest::DEFAULT_MAX_INFLIGHT_BYTES);
+            .unwrap_or_else(|| share(strata_ingest::DEFAULT_MAX_INFLIGHT_BYTES, 16));
         if max_inflight_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "max_inflight_bytes must be above 0".into(),
@@ -554,7 +575,7 @@ impl ServeArgs {
             cache_bytes: self
                 .cache_bytes
                 .or(file.cache_bytes)
-                .unwrap_or(512 * 1024 * 1024),
+                .unwrap_or_else(|| share(512 * 1024 * 1024, 8) as u64),
             shutdown_timeout: self
                 .shutdown_timeout
                 .or(file.shutdown_timeout)
@@ -579,8 +600,9 @@ impl ServeArgs {
             max_buffer_bytes: self
                 .max_buffer_bytes
                 .or(file.max_buffer_bytes)
-                .unwrap_or(1024 * 1024 * 1024),
+                .unwrap_or_else(|| share(1024 * 1024 * 1024, 4)),
             max_inflight_bytes,
+            memory_limit,
             wal_dir,
             wal_sync_delay: self
                 .wal_sync_delay
@@ -625,7 +647,7 @@ impl ServeArgs {
             flush_max_bytes: self
                 .flush_max_bytes
                 .or(file.flush_max_bytes)
-                .unwrap_or(64 * 1024 * 1024),
+                .unwrap_or_else(|| share(64 * 1024 * 1024, 16)),
             query_threads,
         })
     }
@@ -856,6 +878,9 @@ mod tests {
         assert_eq!(c.max_buffer_bytes, 1 << 30);
         assert_eq!(c.max_inflight_bytes, 64 << 20);
         assert_eq!(c.auth, AuthMode::None);
+        // Under a memory limit, a sixteenth of it when that is smaller.
+        let c = parse(&["--memory-limit=268435456"]).resolve().unwrap();
+        assert_eq!(c.max_inflight_bytes, 16 << 20);
 
         // The file beats the defaults.
         let c = parse(&[&config_flag]).resolve().unwrap();
@@ -974,6 +999,35 @@ mod tests {
         let cli = Cli::try_parse_from(["strata", "keys", "revoke", "0123456789ab"]).unwrap();
         assert!(matches!(cli.command, Command::Keys(KeysCommand::Revoke(_))));
         assert!(Cli::try_parse_from(["strata", "serve", "--auth", "maybe"]).is_err());
+    }
+
+    /// The in-flight budget is also derived, but its variable is set by the precedence test
+    /// above, so that share is checked there.
+    #[test]
+    fn a_memory_limit_sizes_the_budgets_inside_it() {
+        let resolve = |args: &[&str]| parse(args).resolve_with(FileConfig::default()).unwrap();
+        const MIB: usize = 1 << 20;
+        let c = resolve(&[]);
+        assert_eq!(c.memory_limit, 0);
+        assert_eq!(
+            (c.max_buffer_bytes, c.flush_max_bytes, c.cache_bytes),
+            (1024 * MIB, 64 * MIB, 512 * MIB as u64)
+        );
+        let c = resolve(&["--memory-limit=268435456"]);
+        assert_eq!(c.memory_limit, 256 * MIB);
+        assert_eq!(
+            (c.max_buffer_bytes, c.flush_max_bytes, c.cache_bytes),
+            (64 * MIB, 16 * MIB, 32 * MIB as u64)
+        );
+        // A generous limit leaves the defaults as they are.
+        let c = resolve(&["--memory-limit=68719476736"]);
+        assert_eq!(
+            (c.max_buffer_bytes, c.flush_max_bytes, c.cache_bytes),
+            (1024 * MIB, 64 * MIB, 512 * MIB as u64)
+        );
+        // What is set explicitly wins.
+        let c = resolve(&["--memory-limit=268435456", "--max-buffer-bytes=1000"]);
+        assert_eq!((c.max_buffer_bytes, c.flush_max_bytes), (1000, 16 * MIB));
     }
 
     #[test]

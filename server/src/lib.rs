@@ -44,6 +44,11 @@ use tokio::task::JoinHandle;
 use config::AuthMode;
 pub use config::Config;
 
+/// How often the resident set is compared with `--memory-limit`: often enough that a burst of
+/// requests cannot run far past the soft limit, rarely enough to cost nothing (one read of
+/// `/proc/self/statm`).
+const MEMORY_SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -184,6 +189,11 @@ impl Node {
                 .clone()
                 .run_flusher(wait_for_shutdown(flusher_rx.clone())),
         );
+        // Exits at once without --memory-limit; otherwise ends with the flusher.
+        tokio::spawn(storage.clone().run_memory_sampler(
+            MEMORY_SAMPLE_INTERVAL,
+            wait_for_shutdown(flusher_rx.clone()),
+        ));
         let maintenance = tokio::spawn(
             storage
                 .clone()
@@ -324,6 +334,7 @@ async fn build_storage(
                 ..MaintenanceConfig::default()
             },
             shutdown_flush_timeout: config.shutdown_timeout,
+            memory_limit: config.memory_limit,
             ..StorageConfig::default()
         },
     )

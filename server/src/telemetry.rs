@@ -84,7 +84,7 @@ impl Collector for StorageCollector {
         let refused = [
             (
                 "strata_storage_writes_refused_memory",
-                "Writes refused because the write buffer was over its memory limit (also before a request was read)",
+                "Writes refused because the write buffer was over its limit or the node over the soft limit of --memory-limit (also before a request was read)",
                 &stats.writes_refused_memory,
             ),
             (
@@ -137,6 +137,27 @@ impl Collector for StorageCollector {
                 "strata_wal_disk_bytes",
                 "Bytes held by WAL segment files",
                 wal.disk_bytes.load(Ordering::Relaxed) as i64,
+            )?;
+        }
+        let memory = self.0.memory();
+        if memory.limit() > 0 {
+            encode_gauge(
+                &mut encoder,
+                "strata_memory_limit_bytes",
+                "--memory-limit: exports are refused from 80 % of it",
+                memory.limit() as i64,
+            )?;
+            encode_gauge(
+                &mut encoder,
+                "strata_memory_resident_bytes",
+                "Resident set of the node at the last sample against --memory-limit",
+                memory.resident() as i64,
+            )?;
+            encode_gauge(
+                &mut encoder,
+                "strata_memory_over_soft_limit",
+                "1 while the node refuses exports for --memory-limit",
+                i64::from(memory.is_over()),
             )?;
         }
         let m = self.0.maintenance_stats();

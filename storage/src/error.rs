@@ -27,6 +27,14 @@ pub enum Error {
     },
     #[error("the write buffer is full; retry later")]
     BufferFull,
+    #[error(
+        "the node is over its memory limit ({resident_mib} MiB resident, refusing from {soft_limit_mib} of {limit_mib} MiB); retry later"
+    )]
+    MemoryLimit {
+        resident_mib: usize,
+        soft_limit_mib: usize,
+        limit_mib: usize,
+    },
     #[error("the write-ahead log is full; retry later")]
     WalFull,
     #[error("catalog conflict: {0}")]

@@ -26,6 +26,7 @@ pub mod docs;
 mod error;
 pub mod keys;
 pub mod maintenance;
+pub mod memory;
 mod merge;
 pub mod objects;
 pub mod parquet_file;

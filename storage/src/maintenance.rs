@@ -116,6 +116,9 @@ pub struct CompactionReport {
     pub partitions: usize,
     pub files_in: usize,
     pub files_out: usize,
+    /// The pass stopped before a merge because the process was over the soft limit of
+    /// `--memory-limit`; the next pass takes it up.
+    pub held_back_for_memory: bool,
 }
 
 impl Storage {
@@ -204,6 +207,12 @@ impl Storage {
                 }
                 if picked.len() < 2 {
                     continue;
+                }
+                if self.memory().is_over() {
+                    // A merge needs memory of its own; ingest's flushes come first.
+                    tracing::debug!("compaction held back: over the soft memory limit");
+                    report.held_back_for_memory = true;
+                    return Ok(report);
                 }
                 match self
                     .merge(&tenant, signal, hour * HOUR_NS, &picked, now)

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 
 use crate::catalog::{Catalog, FileMeta, Watermark, now_ns};
 use crate::maintenance::{MaintenanceConfig, MaintenanceStats};
+use crate::memory::{self, MemoryLimit};
 use crate::parquet_file::{self, encode, object_path, partition_and_sort};
 use crate::schema::schema_for;
 use crate::wal::{Wal, WalConfig, WalRecord, WalStats};
@@ -40,6 +41,9 @@ pub struct StorageConfig {
     pub maintenance: MaintenanceConfig,
     /// How long a shutdown tries to flush the buffer; what is left stays in the WAL.
     pub shutdown_flush_timeout: Duration,
+    /// Limit on the resident memory of the whole process, in bytes (0 = none): see
+    /// [`crate::memory`]. Enforced once [`Storage::run_memory_sampler`] runs.
+    pub memory_limit: usize,
 }
 
 impl Default for StorageConfig {
@@ -53,6 +57,7 @@ impl Default for StorageConfig {
             node_id: "local".into(),
             maintenance: MaintenanceConfig::default(),
             shutdown_flush_timeout: Duration::from_secs(30),
+            memory_limit: 0,
         }
     }
 }
@@ -281,6 +286,7 @@ pub struct Storage {
     flush_lock: tokio::sync::Mutex<()>,
     stats: StorageStats,
     maintenance_stats: MaintenanceStats,
+    memory: MemoryLimit,
 }
 
 impl Storage {
@@ -295,6 +301,7 @@ impl Storage {
             max_buffer_bytes: config.max_buffer_bytes,
             ..Tables::default()
         });
+        let memory_limit = config.memory_limit;
         let files = catalog.list_files().await?;
         let count = files.len();
         for file in files {
@@ -321,6 +328,7 @@ impl Storage {
             flush_lock: tokio::sync::Mutex::new(()),
             stats: StorageStats::default(),
             maintenance_stats: MaintenanceStats::default(),
+            memory: MemoryLimit::new(memory_limit),
         });
         storage.release_wal();
         Ok(storage)
@@ -453,20 +461,64 @@ impl Storage {
         self.wal.as_deref().map(Wal::stats)
     }
 
-    /// Whether the write buffer (with the writes admitted and on their way through the WAL) is
-    /// at its memory limit, so that [`Storage::write`] would refuse. Cheap: one atomic load.
+    /// Whether [`Storage::write`] would refuse for memory: the write buffer (with the writes
+    /// admitted and on their way through the WAL) is at its limit, or the process is over the
+    /// soft limit of `--memory-limit`. Cheap: two atomic loads.
     pub fn over_memory_limit(&self) -> bool {
-        self.tables.admitted.load(Ordering::Acquire) >= self.config.max_total_buffer_bytes
+        self.memory.is_over()
+            || self.tables.admitted.load(Ordering::Acquire) >= self.config.max_total_buffer_bytes
     }
 
-    /// Refuses with [`Error::BufferFull`] while [`Storage::over_memory_limit`], counting the
-    /// refusal and asking the flusher to free memory, exactly as [`Storage::write`] does. For
-    /// the receivers, before they read or decode a request.
+    /// Refuses while [`Storage::over_memory_limit`] ([`Error::MemoryLimit`] or
+    /// [`Error::BufferFull`]), counting the refusal and asking the flusher to free memory,
+    /// exactly as [`Storage::write`] does. For the receivers, before they read or decode a
+    /// request.
     pub fn check_memory_limit(&self) -> Result<()> {
         if self.over_memory_limit() {
             return Err(self.refuse_for_memory());
         }
         Ok(())
+    }
+
+    /// The process-wide memory limit and the last resident size sampled.
+    pub fn memory(&self) -> &MemoryLimit {
+        &self.memory
+    }
+
+    /// Samples the process's resident set every `interval` until `shutdown` resolves, so that
+    /// exports are refused, the largest buffer flushed and compaction held back while it is
+    /// over the soft limit of `--memory-limit`. Returns at once when there is no limit.
+    pub async fn run_memory_sampler(
+        self: Arc<Self>,
+        interval: Duration,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        if self.memory.limit() == 0 {
+            return;
+        }
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = tick.tick() => {}
+            }
+            let Some(resident) = memory::resident_bytes() else {
+                tracing::warn!("cannot read the resident set; --memory-limit is not enforced");
+                return;
+            };
+            let was_over = self.memory.is_over();
+            if self.memory.observe(resident) && !was_over {
+                tracing::info!(
+                    resident_mib = resident >> 20,
+                    limit_mib = self.memory.limit() >> 20,
+                    "over the soft memory limit: refusing exports and flushing"
+                );
+                self.tables.pressure.store(true, Ordering::Release);
+                self.tables.flush_now.notify_one();
+            }
+        }
     }
 
     /// Counts a refusal for memory and wakes the flusher, which then seals the largest buffer
@@ -477,12 +529,24 @@ impl Storage {
             .fetch_add(1, Ordering::Relaxed);
         self.tables.pressure.store(true, Ordering::Release);
         self.tables.flush_now.notify_one();
-        Error::BufferFull
+        if self.memory.is_over() {
+            Error::MemoryLimit {
+                resident_mib: self.memory.resident() >> 20,
+                soft_limit_mib: self.memory.soft_limit() >> 20,
+                limit_mib: self.memory.limit() >> 20,
+            }
+        } else {
+            Error::BufferFull
+        }
     }
 
     /// Reserves `bytes` of the write buffer if it is under its limit, atomically: writes
     /// running at the same time cannot together get past the limit by more than one batch.
+    /// Refused while the process is over its memory limit.
     fn reserve(&self, bytes: usize) -> Result<Reservation> {
+        if self.memory.is_over() {
+            return Err(self.refuse_for_memory());
+        }
         let limit = self.config.max_total_buffer_bytes;
         let admitted =
             self.tables

@@ -1,7 +1,8 @@
 """Push-back instead of out-of-memory or unacknowledged loss.
 
-A node whose write buffer is over ``--max-buffer-bytes`` answers 429 with ``Retry-After`` (gRPC
-``UNAVAILABLE`` with a ``RetryInfo`` detail); one whose WAL is over ``--wal-max-bytes`` answers
+A node whose write buffer is over ``--max-buffer-bytes``, or whose resident memory is over 80 % of
+``--memory-limit``, answers 429 with ``Retry-After`` (gRPC ``UNAVAILABLE`` with a ``RetryInfo``
+detail); one whose WAL is over ``--wal-max-bytes`` answers
 503. Nothing refused is stored, everything accepted is, and the node recovers once the buffer
 or WAL drains.
 """
@@ -72,6 +73,48 @@ def test_a_full_write_buffer_answers_429_then_recovers(node_factory):
     node = node_factory.start("--max-buffer-bytes", "1", "--flush-interval", "1h", data_dir=node.data_dir)
     export_ok(node, "/v1/traces", _request("after"), tenant)
     assert _names(node, tenant) == ["accepted", "after"]
+
+
+def test_a_node_over_its_memory_limit_answers_429_and_keeps_answering_queries(node_factory):
+    tenant = unique_tenant("mem")
+    node = node_factory.start("--flush-interval", "1h")
+    export_ok(node, "/v1/traces", _request("before"), tenant)
+    node.stop_clean()
+
+    # A mebibyte is less than any running node: it is over its soft limit from the first sample.
+    node = node_factory.start("--memory-limit", str(1 << 20), "--flush-interval", "1h",
+                              data_dir=node.data_dir)
+    wait_for(lambda: node.metric_value("strata_memory_over_soft_limit") == 1)
+    assert node.metric_value("strata_memory_limit_bytes") == 1 << 20
+    assert node.metric_value("strata_memory_resident_bytes") > 1 << 20
+
+    r = post_protobuf(node, "/v1/traces", _request("refused-http"), tenant)
+    assert r.status_code == 429, r.text
+    assert r.headers["Retry-After"] == "2"
+    status = decode_status(r.content)
+    assert status.code == 14  # UNAVAILABLE
+    assert "over its memory limit" in status.message, status.message
+    assert [d.type_url for d in status.details] == [RETRY_INFO]
+
+    stub = trace_service_pb2_grpc.TraceServiceStub(grpc_channel(node))
+    try:
+        stub.Export(_request("refused-grpc"), metadata=[("x-scope-orgid", tenant)], timeout=10)
+        raise AssertionError("the export should have been refused")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.UNAVAILABLE, e
+        assert "over its memory limit" in e.details()
+    assert node.metric_value("strata_storage_writes_refused_memory_total") == 2
+
+    # Queries are still answered, from what was stored before.
+    assert _names(node, tenant) == ["before"]
+
+    # With room to spare the same data takes exports again.
+    node.stop_clean()
+    node = node_factory.start("--memory-limit", str(64 << 30), "--flush-interval", "1h",
+                              data_dir=node.data_dir)
+    export_ok(node, "/v1/traces", _request("after"), tenant)
+    assert node.metric_value("strata_memory_over_soft_limit") == 0
+    assert _names(node, tenant) == ["after", "before"]
 
 
 def test_a_full_wal_answers_503_until_flushes_release_it(node_factory):

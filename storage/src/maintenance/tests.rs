@@ -82,6 +82,14 @@ struct Fixture {
 }
 
 async fn fixture(maintenance: MaintenanceConfig) -> Fixture {
+    fixture_with(StorageConfig {
+        maintenance,
+        ..StorageConfig::default()
+    })
+    .await
+}
+
+async fn fixture_with(config: StorageConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = object_store_from_url(&format!("file://{}/objects", dir.path().display())).unwrap();
     let catalog = Arc::new(
@@ -89,16 +97,7 @@ async fn fixture(maintenance: MaintenanceConfig) -> Fixture {
             .await
             .unwrap(),
     );
-    let storage = Storage::open(
-        store,
-        catalog,
-        StorageConfig {
-            maintenance,
-            ..StorageConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let storage = Storage::open(store, catalog, config).await.unwrap();
     Fixture { dir, storage }
 }
 
@@ -179,7 +178,8 @@ async fn compaction_merges_small_files_of_a_partition_into_one_sorted_file() {
         CompactionReport {
             partitions: 1,
             files_in: 3,
-            files_out: 1
+            files_out: 1,
+            held_back_for_memory: false,
         }
     );
     // The pass is over: the gauge of running passes is back at zero.
@@ -250,6 +250,47 @@ async fn settled_partitions_are_merged_even_with_few_files() {
         2
     );
     assert_eq!(bodies(&f.storage, "a").await, ["x", "y"]);
+}
+
+#[tokio::test]
+async fn compaction_waits_while_the_node_is_over_its_memory_limit() {
+    let f = fixture_with(StorageConfig {
+        maintenance: MaintenanceConfig {
+            compaction_min_files: 2,
+            delete_grace: Duration::ZERO,
+            ..MaintenanceConfig::default()
+        },
+        memory_limit: 1000,
+        ..StorageConfig::default()
+    })
+    .await;
+    let h = HOUR_NS;
+    files_of(&f.storage, "a", &[(h + 10, "a"), (h + 20, "b")]).await;
+    let files = || {
+        f.storage
+            .snapshot(&t("a"), Signal::Logs, TimeRange::ALL)
+            .files
+            .len()
+    };
+
+    // Over the soft limit: the due merge is not started, the files stay as they are.
+    f.storage.memory().observe(900);
+    let report = f.storage.compact(h + 40).await.unwrap();
+    assert_eq!(
+        report,
+        CompactionReport {
+            held_back_for_memory: true,
+            ..CompactionReport::default()
+        }
+    );
+    assert_eq!(files(), 2);
+
+    // Under it again: the next pass merges them.
+    f.storage.memory().observe(100);
+    let report = f.storage.compact(h + 40).await.unwrap();
+    assert_eq!((report.partitions, report.held_back_for_memory), (1, false));
+    assert_eq!(files(), 1);
+    assert_eq!(bodies(&f.storage, "a").await, vec!["a", "b"]);
 }
 
 #[tokio::test]

@@ -399,6 +399,93 @@ async fn the_memory_check_refuses_like_a_write() {
 }
 
 #[tokio::test]
+async fn over_the_process_memory_limit_writes_are_refused_and_the_buffer_flushed() {
+    let node = Node::new();
+    let t = tenant("a");
+    let b = log_rows(5, 1).get_array_memory_size();
+    // A buffer of one batch is large enough to be sealed under memory pressure, too small to
+    // be sealed for its size.
+    let storage = node
+        .open_with(|c| {
+            c.memory_limit = 1000;
+            c.max_buffer_bytes = PRESSURE_SEAL_DIVISOR * b;
+        })
+        .await;
+    storage
+        .write(&t, Signal::Logs, log_rows(5, 1))
+        .await
+        .unwrap();
+    assert!(!storage.over_memory_limit());
+
+    // The soft limit is 80 % of the limit.
+    assert!(!storage.memory().observe(799));
+    storage.check_memory_limit().unwrap();
+    assert!(storage.memory().observe(800));
+    assert!(storage.over_memory_limit());
+    let refused = storage.check_memory_limit().unwrap_err();
+    assert!(matches!(refused, Error::MemoryLimit { .. }), "{refused}");
+    assert!(refused.to_string().contains("memory limit"), "{refused}");
+    match storage.write(&t, Signal::Logs, log_rows(5, 2)).await {
+        Err(Error::MemoryLimit { .. }) => {}
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(
+        storage
+            .stats()
+            .writes_refused_memory
+            .load(Ordering::Relaxed),
+        2
+    );
+    // The refusal asked for the largest buffer to be flushed, due or not.
+    assert!(storage.tables.pressure.load(Ordering::Acquire));
+    assert_eq!(storage.flush(false).await, 0);
+    let snapshot = storage.snapshot(&t, Signal::Logs, TimeRange::ALL);
+    assert_eq!((snapshot.files.len(), snapshot.batches.len()), (1, 0));
+
+    // Under the soft limit again, writes are taken.
+    assert!(!storage.memory().observe(100));
+    storage
+        .write(&t, Signal::Logs, log_rows(5, 3))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_memory_sampler_compares_the_resident_set_with_the_limit() {
+    let node = Node::new();
+    // This process is resident for more than 80 % of a kibibyte.
+    let small = node.open_with(|c| c.memory_limit = 1024).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let sampler = tokio::spawn(small.clone().run_memory_sampler(
+        Duration::from_millis(5),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    while !small.over_memory_limit() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(small.memory().resident() > 1024);
+    assert!(small.tables.pressure.load(Ordering::Acquire));
+    assert!(matches!(
+        small.check_memory_limit(),
+        Err(Error::MemoryLimit { .. })
+    ));
+    stop.send(()).unwrap();
+    sampler.await.unwrap();
+
+    // Without a limit the sampler returns at once and nothing is refused.
+    let other = Node::new();
+    let unlimited = other.open_with(|_| {}).await;
+    unlimited
+        .clone()
+        .run_memory_sampler(Duration::from_millis(5), std::future::pending())
+        .await;
+    assert_eq!(unlimited.memory().resident(), 0);
+    unlimited.check_memory_limit().unwrap();
+}
+
+#[tokio::test]
 async fn a_buffer_is_sealed_on_insert_at_flush_max_bytes() {
     let node = Node::new();
     let b = log_rows(10, 1).get_array_memory_size();
