@@ -156,7 +156,7 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_WAL_MAX_BYTES", value_name = "BYTES")]
     pub wal_max_bytes: Option<u64>,
 
-    /// Bytes of remote object-store data (S3, GCS) kept in the node's read cache; 0 turns it
+    /// Bytes of object-store data (local directory, S3, GCS) kept in the node's read cache; 0 turns it
     /// off [default: 536870912 (512 MiB), or an eighth of --memory-limit if smaller]
     #[arg(long, env = "STRATA_CACHE_BYTES", value_name = "BYTES")]
     pub cache_bytes: Option<u64>,

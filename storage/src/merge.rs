@@ -25,13 +25,14 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{GetOptions, OBJECT_STORE_COALESCE_DEFAULT, ObjectStore, coalesce_ranges};
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStream};
 use parquet::arrow::{AsyncArrowWriter, ParquetRecordBatchStreamBuilder};
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use tokio::runtime::Handle;
 
+use crate::cache::BypassCache;
 use crate::catalog::FileMeta;
 use crate::parquet_file::writer_properties;
 use crate::schema::{TIME_COLUMN, sort_columns};
@@ -354,14 +355,26 @@ struct ObjectFileReader {
     size: u64,
 }
 
+impl ObjectFileReader {
+    /// Reads `range` past the read cache: the merge's inputs are read once and then deleted.
+    async fn read(&self, range: std::ops::Range<u64>) -> object_store::Result<Bytes> {
+        let mut options = GetOptions::new().with_range(Some(range));
+        options.extensions.insert(BypassCache);
+        self.store
+            .get_opts(&self.path, options)
+            .await?
+            .bytes()
+            .await
+    }
+}
+
 impl AsyncFileReader for ObjectFileReader {
     fn get_bytes(
         &mut self,
         range: std::ops::Range<u64>,
     ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         async move {
-            self.store
-                .get_range(&self.path, range)
+            self.read(range)
                 .await
                 .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
         }
@@ -372,11 +385,15 @@ impl AsyncFileReader for ObjectFileReader {
         &mut self,
         ranges: Vec<std::ops::Range<u64>>,
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        let this = &*self;
         async move {
-            self.store
-                .get_ranges(&self.path, &ranges)
-                .await
-                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+            coalesce_ranges(
+                &ranges,
+                |range| this.read(range),
+                OBJECT_STORE_COALESCE_DEFAULT,
+            )
+            .await
+            .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
         }
         .boxed()
     }

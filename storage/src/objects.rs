@@ -13,18 +13,19 @@ use url::Url;
 use crate::cache::{CacheStats, CachedStore};
 use crate::{Error, Result};
 
-/// An opened object store, and its read cache when it is remote.
+/// An opened object store, and its read cache when it has one.
 pub struct OpenedStore {
     pub store: Arc<dyn ObjectStore>,
     pub cache: Option<Arc<CacheStats>>,
 }
 
-/// Opens the store of a `--storage` URL; remote stores (S3, GCS) read through a block cache
-/// of `cache_bytes` (none when 0).
+/// Opens the store of a `--storage` URL, reading through a block cache of `cache_bytes` (none
+/// when 0, nor for `memory://`, which is memory already). A local directory has one too: a
+/// read from it costs a blocking task, an `open` and a `pread` even when the kernel has the
+/// bytes, and a lookup by trace id makes one such read per row group for its bloom filters.
 pub fn open_store(url: &str, cache_bytes: u64) -> Result<OpenedStore> {
     let store = object_store_from_url(url)?;
-    let remote = url.starts_with("s3") || url.starts_with("gs:");
-    if remote && cache_bytes > 0 {
+    if !url.starts_with("memory:") && cache_bytes > 0 {
         let cached = CachedStore::new(store, cache_bytes);
         let stats = cached.stats();
         Ok(OpenedStore {

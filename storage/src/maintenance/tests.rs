@@ -294,6 +294,43 @@ async fn compaction_waits_while_the_node_is_over_its_memory_limit() {
 }
 
 #[tokio::test]
+async fn compaction_reads_its_inputs_past_the_read_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = object_store_from_url(&format!("file://{}/objects", dir.path().display())).unwrap();
+    let cached = crate::cache::CachedStore::new(local, 64 << 20);
+    let stats = cached.stats();
+    let catalog = Arc::new(
+        SqlCatalog::connect(&format!("sqlite://{}/catalog.db", dir.path().display()))
+            .await
+            .unwrap(),
+    );
+    let config = StorageConfig {
+        maintenance: MaintenanceConfig {
+            compaction_min_files: 2,
+            ..MaintenanceConfig::default()
+        },
+        ..StorageConfig::default()
+    };
+    let storage = Storage::open(Arc::new(cached), catalog, config)
+        .await
+        .unwrap();
+    let h = HOUR_NS;
+    files_of(&storage, "a", &[(h + 10, "a"), (h + 20, "b")]).await;
+    let report = storage.compact(h + 40).await.unwrap();
+    assert_eq!(report.files_in, 2);
+    assert_eq!(stats.bytes.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.misses.load(Ordering::Relaxed), 0);
+    assert_eq!(bodies(&storage, "a").await, vec!["a", "b"]);
+    // A ranged read of the merged file, as a query makes, does go through the cache.
+    let merged = storage
+        .snapshot(&t("a"), Signal::Logs, TimeRange::ALL)
+        .files;
+    let path = Path::from(merged[0].path.as_str());
+    storage.object_store().get_range(&path, 0..4).await.unwrap();
+    assert!(stats.bytes.load(Ordering::Relaxed) > 0);
+}
+
+#[tokio::test]
 async fn a_query_snapshot_taken_before_compaction_still_reads_every_row_once() {
     let f = fixture(MaintenanceConfig {
         compaction_min_files: 2,
