@@ -37,7 +37,8 @@ pub struct MaintenanceConfig {
     /// Files at least this large are left alone; merged files are at most about this large.
     pub compaction_target_bytes: u64,
     /// A partition is compacted once it has this many small files, or once its hour has
-    /// been over for `compaction_settle` and it has two.
+    /// been over for `compaction_settle` and it has two (or one still as the flush wrote it,
+    /// which is then rewritten at the compaction level).
     pub compaction_min_files: usize,
     pub compaction_settle: Duration,
     /// How often retention and garbage collection run.
@@ -187,8 +188,12 @@ impl Storage {
             hours.sort_by_key(|(hour, _)| *hour);
             for (hour, mut small) in hours {
                 let hour_over = (hour + 1) * HOUR_NS + config.compaction_settle.as_nanos() as i64;
+                // A settled hour's only flush file is rewritten once, at compaction's denser
+                // zstd level, as if merged: an hour of slow ingest keeps no flush-level file.
+                let lone_flush = small.len() == 1 && small[0].level == 0 && now >= hour_over;
                 let due = small.len() >= config.compaction_min_files
-                    || (small.len() >= 2 && now >= hour_over);
+                    || (small.len() >= 2 && now >= hour_over)
+                    || lone_flush;
                 if !due {
                     continue;
                 }
@@ -205,7 +210,7 @@ impl Storage {
                     bytes += file.size_bytes as u64;
                     picked.push(file);
                 }
-                if picked.len() < 2 {
+                if picked.len() < 2 && !lone_flush {
                     continue;
                 }
                 if self.memory().is_over() {

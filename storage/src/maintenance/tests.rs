@@ -331,6 +331,44 @@ async fn compaction_reads_its_inputs_past_the_read_cache() {
 }
 
 #[tokio::test]
+async fn a_settled_hours_lone_flush_file_is_rewritten_once() {
+    let f = fixture(MaintenanceConfig {
+        compaction_min_files: 4,
+        compaction_settle: Duration::from_secs(600),
+        delete_grace: Duration::ZERO,
+        ..MaintenanceConfig::default()
+    })
+    .await;
+    let h = HOUR_NS;
+    files_of(&f.storage, "a", &[(h + 10, "a")]).await;
+    let level = || {
+        let files = f
+            .storage
+            .snapshot(&t("a"), Signal::Logs, TimeRange::ALL)
+            .files;
+        assert_eq!(files.len(), 1);
+        files[0].level
+    };
+    assert_eq!(level(), 0);
+    // The hour is not settled yet: more files may come, it is left alone.
+    let report = f.storage.compact(2 * h).await.unwrap();
+    assert_eq!(report.partitions, 0);
+    assert_eq!(level(), 0);
+    // Ten minutes after the hour: rewritten at the compaction level, rows unchanged.
+    let settled = 2 * h + 600 * 1_000_000_000;
+    let report = f.storage.compact(settled).await.unwrap();
+    assert_eq!(
+        (report.partitions, report.files_in, report.files_out),
+        (1, 1, 1)
+    );
+    assert_eq!(level(), 1);
+    assert_eq!(bodies(&f.storage, "a").await, vec!["a"]);
+    // Once only.
+    let report = f.storage.compact(settled + h).await.unwrap();
+    assert_eq!(report.partitions, 0);
+}
+
+#[tokio::test]
 async fn a_query_snapshot_taken_before_compaction_still_reads_every_row_once() {
     let f = fixture(MaintenanceConfig {
         compaction_min_files: 2,
