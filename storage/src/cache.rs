@@ -28,8 +28,12 @@ use object_store::{
 };
 use parking_lot::Mutex;
 
-/// Bytes per cached block.
+/// Bytes per cached block of a remote store: a miss is one request, so blocks are large.
 pub const BLOCK_BYTES: u64 = 1024 * 1024;
+
+/// Bytes per cached block of a local directory: a miss is one `pread`, and a small block
+/// keeps a first read of a bloom filter from reading a mebibyte around it.
+pub const LOCAL_BLOCK_BYTES: u64 = 64 * 1024;
 
 /// Marks a read (in [`GetOptions::extensions`]) that must not enter the cache: compaction
 /// reads each of its inputs once, just before they are deleted.
@@ -97,17 +101,24 @@ impl Lru {
 pub struct CachedStore {
     inner: Arc<dyn ObjectStore>,
     capacity: u64,
+    block_bytes: u64,
     lru: Mutex<Lru>,
     metas: Mutex<HashMap<Path, ObjectMeta>>,
     stats: Arc<CacheStats>,
 }
 
 impl CachedStore {
-    /// Caches up to `capacity` bytes of `inner`'s objects.
+    /// Caches up to `capacity` bytes of `inner`'s objects in blocks of [`BLOCK_BYTES`].
     pub fn new(inner: Arc<dyn ObjectStore>, capacity: u64) -> Self {
+        Self::with_block_bytes(inner, capacity, BLOCK_BYTES)
+    }
+
+    /// Caches up to `capacity` bytes of `inner`'s objects in blocks of `block_bytes`.
+    pub fn with_block_bytes(inner: Arc<dyn ObjectStore>, capacity: u64, block_bytes: u64) -> Self {
         Self {
             inner,
             capacity,
+            block_bytes: block_bytes.max(1),
             lru: Mutex::new(Lru::default()),
             metas: Mutex::new(HashMap::new()),
             stats: Arc::new(CacheStats::default()),
@@ -134,8 +145,9 @@ impl CachedStore {
         range: Range<u64>,
         size: u64,
     ) -> object_store::Result<Bytes> {
-        let first = range.start / BLOCK_BYTES;
-        let last = (range.end - 1) / BLOCK_BYTES;
+        let block_len = self.block_bytes;
+        let first = range.start / block_len;
+        let last = (range.end - 1) / block_len;
         let mut blocks: Vec<Option<Bytes>> = {
             let mut lru = self.lru.lock();
             (first..=last)
@@ -154,8 +166,8 @@ impl CachedStore {
             while i < blocks.len() && blocks[i].is_none() {
                 i += 1;
             }
-            let start = (first + run_start as u64) * BLOCK_BYTES;
-            let end = ((first + i as u64) * BLOCK_BYTES).min(size);
+            let start = (first + run_start as u64) * block_len;
+            let end = ((first + i as u64) * block_len).min(size);
             let data = self.inner.get_range(location, start..end).await?;
             self.stats
                 .misses
@@ -165,8 +177,8 @@ impl CachedStore {
                 .fetch_add(data.len() as u64, Ordering::Relaxed);
             let mut lru = self.lru.lock();
             for (k, slot) in blocks[run_start..i].iter_mut().enumerate() {
-                let from = (k as u64 * BLOCK_BYTES) as usize;
-                let to = ((k as u64 + 1) * BLOCK_BYTES).min(data.len() as u64) as usize;
+                let from = (k as u64 * block_len) as usize;
+                let to = ((k as u64 + 1) * block_len).min(data.len() as u64) as usize;
                 let block = data.slice(from..to);
                 let evicted = lru.insert(
                     (location.clone(), first + (run_start + k) as u64),
@@ -182,7 +194,7 @@ impl CachedStore {
         let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
         for (k, block) in blocks.into_iter().enumerate() {
             let block = block.expect("every block is filled");
-            let block_start = (first + k as u64) * BLOCK_BYTES;
+            let block_start = (first + k as u64) * block_len;
             let from = range.start.saturating_sub(block_start) as usize;
             let to = ((range.end - block_start) as usize).min(block.len());
             out.extend_from_slice(&block[from..to]);
@@ -196,6 +208,7 @@ impl fmt::Debug for CachedStore {
         f.debug_struct("CachedStore")
             .field("inner", &self.inner)
             .field("capacity", &self.capacity)
+            .field("block_bytes", &self.block_bytes)
             .finish()
     }
 }
@@ -413,6 +426,28 @@ mod tests {
         cache.get_range(&path, 10..BLOCK_BYTES + 10).await.unwrap();
         assert_eq!(cache.stats.misses.load(Ordering::Relaxed), 2);
         assert_eq!(cache.stats.bytes.load(Ordering::Relaxed), 2 * BLOCK_BYTES);
+    }
+
+    #[tokio::test]
+    async fn blocks_can_be_small() {
+        let inner = Arc::new(InMemory::new());
+        let data: Bytes = (0..1000u32)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<_>>()
+            .into();
+        inner
+            .put(&Path::from("f"), data.clone().into())
+            .await
+            .unwrap();
+        let cache = CachedStore::with_block_bytes(inner, 1 << 20, 100);
+        let got = cache.get_range(&Path::from("f"), 150..420).await.unwrap();
+        assert_eq!(got, data.slice(150..420));
+        // Blocks 1..=4 were fetched, 100 bytes each, and nothing around them.
+        assert_eq!(cache.stats.misses.load(Ordering::Relaxed), 4);
+        assert_eq!(cache.stats.bytes_fetched.load(Ordering::Relaxed), 400);
+        let again = cache.get_range(&Path::from("f"), 100..500).await.unwrap();
+        assert_eq!(again, data.slice(100..500));
+        assert_eq!(cache.stats.misses.load(Ordering::Relaxed), 4);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use url::Url;
 
-use crate::cache::{CacheStats, CachedStore};
+use crate::cache::{BLOCK_BYTES, CacheStats, CachedStore, LOCAL_BLOCK_BYTES};
 use crate::{Error, Result};
 
 /// An opened object store, and its read cache when it has one.
@@ -26,7 +26,12 @@ pub struct OpenedStore {
 pub fn open_store(url: &str, cache_bytes: u64) -> Result<OpenedStore> {
     let store = object_store_from_url(url)?;
     if !url.starts_with("memory:") && cache_bytes > 0 {
-        let cached = CachedStore::new(store, cache_bytes);
+        let block = if url.starts_with("file:") {
+            LOCAL_BLOCK_BYTES
+        } else {
+            BLOCK_BYTES
+        };
+        let cached = CachedStore::with_block_bytes(store, cache_bytes, block);
         let stats = cached.stats();
         Ok(OpenedStore {
             store: Arc::new(cached),
