@@ -119,13 +119,14 @@ pub struct ServeArgs {
     pub query_threads: Option<usize>,
 
     /// Writes are refused with HTTP 429 / gRPC UNAVAILABLE while the write buffers of all
-    /// tables together hold this many bytes [default: 1073741824 (1 GiB), or a quarter of
+    /// tables together hold this many bytes [default: 1073741824 (1 GiB), or an eighth of
     /// --memory-limit if smaller]
     #[arg(long, env = "STRATA_MAX_BUFFER_BYTES", value_name = "BYTES")]
     pub max_buffer_bytes: Option<usize>,
 
     /// Limit on the node's resident memory: from 80 % of it on, exports are refused with HTTP
-    /// 429 / gRPC UNAVAILABLE, the largest write buffer is flushed and compaction waits; the
+    /// 429 / gRPC UNAVAILABLE and the largest write buffer is flushed; compaction starts a merge
+    /// only under 50 % of it; the
     /// write buffer, flush, in-flight and cache budgets default to shares of it. 0 = none
     /// [default: 0]
     #[arg(long, env = "STRATA_MEMORY_LIMIT", value_name = "BYTES")]
@@ -600,7 +601,7 @@ impl ServeArgs {
             max_buffer_bytes: self
                 .max_buffer_bytes
                 .or(file.max_buffer_bytes)
-                .unwrap_or_else(|| share(1024 * 1024 * 1024, 4)),
+                .unwrap_or_else(|| share(1024 * 1024 * 1024, 8)),
             max_inflight_bytes,
             memory_limit,
             wal_dir,
@@ -1017,7 +1018,7 @@ mod tests {
         assert_eq!(c.memory_limit, 256 * MIB);
         assert_eq!(
             (c.max_buffer_bytes, c.flush_max_bytes, c.cache_bytes),
-            (64 * MIB, 16 * MIB, 32 * MIB as u64)
+            (32 * MIB, 16 * MIB, 32 * MIB as u64)
         );
         // A generous limit leaves the defaults as they are.
         let c = resolve(&["--memory-limit=68719476736"]);

@@ -117,7 +117,7 @@ pub struct CompactionReport {
     pub partitions: usize,
     pub files_in: usize,
     pub files_out: usize,
-    /// The pass stopped before a merge because the process was over the soft limit of
+    /// The pass stopped before a merge because the process was over half of
     /// `--memory-limit`; the next pass takes it up.
     pub held_back_for_memory: bool,
 }
@@ -213,9 +213,9 @@ impl Storage {
                 if picked.len() < 2 && !lone_flush {
                     continue;
                 }
-                if self.memory().is_over() {
+                if !self.memory().room_for_compaction() {
                     // A merge needs memory of its own; ingest's flushes come first.
-                    tracing::debug!("compaction held back: over the soft memory limit");
+                    tracing::debug!("compaction held back: over half the memory limit");
                     report.held_back_for_memory = true;
                     return Ok(report);
                 }

@@ -5,15 +5,21 @@
 //! compaction, the allocator's own slack. This limit looks at what the kernel charges the
 //! process, its resident set, sampled a few times a second by [`crate::Storage::run_memory_sampler`]:
 //! at or above the *soft limit* ([`SOFT_LIMIT_PERCENT`] of the limit) exports are refused before
-//! their body is read (HTTP 429 / gRPC `UNAVAILABLE`, retryable), the largest write buffer is
-//! flushed, and compaction starts no new merge. The margin between the soft limit and the limit
-//! is for what is already running when the soft limit is crossed: the requests admitted, one
-//! flush, one merge.
+//! their body is read (HTTP 429 / gRPC `UNAVAILABLE`, retryable) and the largest write buffer
+//! is flushed. Compaction, which can wait, starts a merge only under half of the limit. The
+//! margin between the soft limit and the limit is for what is already running when the soft
+//! limit is crossed: the requests admitted, one flush, one merge.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Share of `--memory-limit` at which exports are refused.
 pub const SOFT_LIMIT_PERCENT: usize = 80;
+
+/// Share of `--memory-limit` under which a compaction merge may start. A merge holds a row
+/// group and a batch of each of its inputs and an output row group for as long as it runs
+/// (measured: 350–450 MiB for 32 inputs of a 1 GiB soak), and it can wait: it starts only
+/// with that much room left.
+pub const COMPACTION_START_PERCENT: usize = 50;
 
 /// The process-wide memory limit and the last resident size seen.
 #[derive(Debug, Default)]
@@ -43,7 +49,13 @@ impl MemoryLimit {
         if self.limit == 0 {
             return usize::MAX;
         }
-        self.limit / 100 * SOFT_LIMIT_PERCENT + self.limit % 100 * SOFT_LIMIT_PERCENT / 100
+        percent_of(self.limit, SOFT_LIMIT_PERCENT)
+    }
+
+    /// Whether a compaction merge may start: no limit, or the last sample under
+    /// [`COMPACTION_START_PERCENT`] of it.
+    pub fn room_for_compaction(&self) -> bool {
+        self.limit == 0 || self.resident() < percent_of(self.limit, COMPACTION_START_PERCENT)
     }
 
     /// Records a sample of the resident set; returns whether it is at or over the soft limit.
@@ -63,6 +75,11 @@ impl MemoryLimit {
     pub fn resident(&self) -> usize {
         self.resident.load(Ordering::Relaxed)
     }
+}
+
+/// `percent` % of `bytes`, without overflow.
+fn percent_of(bytes: usize, percent: usize) -> usize {
+    bytes / 100 * percent + bytes % 100 * percent / 100
 }
 
 /// The resident set of this process in bytes, from `/proc/self/statm`; `None` where there is
@@ -104,6 +121,20 @@ mod tests {
         assert_eq!(m.resident(), 800);
         assert!(!m.observe(10));
         assert!(!m.is_over());
+    }
+
+    #[test]
+    fn compaction_needs_half_the_limit_free() {
+        let m = MemoryLimit::new(1000);
+        assert!(m.room_for_compaction(), "nothing sampled yet");
+        m.observe(499);
+        assert!(m.room_for_compaction());
+        m.observe(500);
+        assert!(!m.room_for_compaction());
+        assert!(!m.is_over(), "ingest is still admitted");
+        let none = MemoryLimit::new(0);
+        none.observe(usize::MAX - 1);
+        assert!(none.room_for_compaction());
     }
 
     #[test]
