@@ -334,16 +334,21 @@ mod tests {
     use object_store::memory::InMemory;
 
     async fn store(capacity: u64) -> (CachedStore, Bytes) {
+        store_with(3 * BLOCK_BYTES + 100, capacity, BLOCK_BYTES).await
+    }
+
+    /// A cache over an object `f` of `len` bytes.
+    async fn store_with(len: u64, capacity: u64, block_bytes: u64) -> (CachedStore, Bytes) {
         let inner = Arc::new(InMemory::new());
-        let data: Bytes = (0..(3 * BLOCK_BYTES + 100))
-            .map(|i| (i % 251) as u8)
-            .collect::<Vec<_>>()
-            .into();
+        let data: Bytes = (0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>().into();
         inner
             .put(&Path::from("f"), data.clone().into())
             .await
             .unwrap();
-        (CachedStore::new(inner, capacity), data)
+        (
+            CachedStore::with_block_bytes(inner, capacity, block_bytes),
+            data,
+        )
     }
 
     #[tokio::test]
@@ -430,16 +435,7 @@ mod tests {
 
     #[tokio::test]
     async fn blocks_can_be_small() {
-        let inner = Arc::new(InMemory::new());
-        let data: Bytes = (0..1000u32)
-            .map(|i| (i % 251) as u8)
-            .collect::<Vec<_>>()
-            .into();
-        inner
-            .put(&Path::from("f"), data.clone().into())
-            .await
-            .unwrap();
-        let cache = CachedStore::with_block_bytes(inner, 1 << 20, 100);
+        let (cache, data) = store_with(1000, 1 << 20, 100).await;
         let got = cache.get_range(&Path::from("f"), 150..420).await.unwrap();
         assert_eq!(got, data.slice(150..420));
         // Blocks 1..=4 were fetched, 100 bytes each, and nothing around them.

@@ -33,6 +33,29 @@ def _request(name):
     return traces_request([span(rand_trace_id(), rand_span_id(), name=name)])
 
 
+def _assert_refused_for_memory(node, tenant, retry_after, reason):
+    """One export over HTTP and one over gRPC, both refused (retryable) for ``reason``."""
+    r = post_protobuf(node, "/v1/traces", _request("refused-http"), tenant)
+    assert r.status_code == 429, r.text
+    assert r.headers["Retry-After"] == retry_after
+    status = decode_status(r.content)
+    assert status.code == 14  # UNAVAILABLE
+    assert reason in status.message, status.message
+    assert [d.type_url for d in status.details] == [RETRY_INFO]
+
+    stub = trace_service_pb2_grpc.TraceServiceStub(grpc_channel(node))
+    try:
+        stub.Export(_request("refused-grpc"), metadata=[("x-scope-orgid", tenant)], timeout=10)
+        raise AssertionError("the export should have been refused")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.UNAVAILABLE, e
+        assert reason in e.details()
+        trailers = dict(e.trailing_metadata() or ())
+        assert "grpc-status-details-bin" in trailers
+
+    assert node.metric_value("strata_storage_writes_refused_memory_total") == 2
+
+
 def _names(node, tenant):
     return sorted(r["name"] for r in node.sql("SELECT name FROM spans", tenant=tenant))
 
@@ -44,25 +67,7 @@ def test_a_full_write_buffer_answers_429_then_recovers(node_factory):
     node = node_factory.start("--max-buffer-bytes", "1", "--flush-interval", "1h")
     export_ok(node, "/v1/traces", _request("accepted"), tenant)
 
-    r = post_protobuf(node, "/v1/traces", _request("refused-http"), tenant)
-    assert r.status_code == 429, r.text
-    assert r.headers["Retry-After"] == "5"
-    status = decode_status(r.content)
-    assert status.code == 14  # UNAVAILABLE
-    assert "memory limit" in status.message
-    assert [d.type_url for d in status.details] == [RETRY_INFO]
-
-    stub = trace_service_pb2_grpc.TraceServiceStub(grpc_channel(node))
-    try:
-        stub.Export(_request("refused-grpc"), metadata=[("x-scope-orgid", tenant)], timeout=10)
-        raise AssertionError("the export should have been refused")
-    except grpc.RpcError as e:
-        assert e.code() == grpc.StatusCode.UNAVAILABLE, e
-        assert "memory limit" in e.details()
-        trailers = dict(e.trailing_metadata() or ())
-        assert "grpc-status-details-bin" in trailers
-
-    assert node.metric_value("strata_storage_writes_refused_memory_total") == 2
+    _assert_refused_for_memory(node, tenant, retry_after="5", reason="memory limit")
     assert node.metric_value("strata_ingest_requests_total",
                              {"signal": "spans", "transport": "http_protobuf", "outcome": "throttled"}) == 1
     # Nothing refused was stored.
@@ -88,22 +93,7 @@ def test_a_node_over_its_memory_limit_answers_429_and_keeps_answering_queries(no
     assert node.metric_value("strata_memory_limit_bytes") == 1 << 20
     assert node.metric_value("strata_memory_resident_bytes") > 1 << 20
 
-    r = post_protobuf(node, "/v1/traces", _request("refused-http"), tenant)
-    assert r.status_code == 429, r.text
-    assert r.headers["Retry-After"] == "2"
-    status = decode_status(r.content)
-    assert status.code == 14  # UNAVAILABLE
-    assert "over its memory limit" in status.message, status.message
-    assert [d.type_url for d in status.details] == [RETRY_INFO]
-
-    stub = trace_service_pb2_grpc.TraceServiceStub(grpc_channel(node))
-    try:
-        stub.Export(_request("refused-grpc"), metadata=[("x-scope-orgid", tenant)], timeout=10)
-        raise AssertionError("the export should have been refused")
-    except grpc.RpcError as e:
-        assert e.code() == grpc.StatusCode.UNAVAILABLE, e
-        assert "over its memory limit" in e.details()
-    assert node.metric_value("strata_storage_writes_refused_memory_total") == 2
+    _assert_refused_for_memory(node, tenant, retry_after="2", reason="over its memory limit")
 
     # Queries are still answered, from what was stored before.
     assert _names(node, tenant) == ["before"]
