@@ -515,10 +515,16 @@ impl Storage {
                     limit_mib = self.memory.limit() >> 20,
                     "over the soft memory limit: refusing exports and flushing"
                 );
-                self.tables.pressure.store(true, Ordering::Release);
-                self.tables.flush_now.notify_one();
+                self.ask_flusher_for_memory();
             }
         }
+    }
+
+    /// Marks the buffer under pressure and wakes the flusher, whose next pass seals the
+    /// largest buffer even if it is not due (see [`Storage::flush`]).
+    fn ask_flusher_for_memory(&self) {
+        self.tables.pressure.store(true, Ordering::Release);
+        self.tables.flush_now.notify_one();
     }
 
     /// Counts a refusal for memory and wakes the flusher, which then seals the largest buffer
@@ -527,8 +533,7 @@ impl Storage {
         self.stats
             .writes_refused_memory
             .fetch_add(1, Ordering::Relaxed);
-        self.tables.pressure.store(true, Ordering::Release);
-        self.tables.flush_now.notify_one();
+        self.ask_flusher_for_memory();
         if self.memory.is_over() {
             Error::MemoryLimit {
                 resident_mib: self.memory.resident() >> 20,
