@@ -2,7 +2,8 @@
 //!
 //! Rows are split by the hour of `time` (one Hive partition per hour), sorted by the
 //! signal's sort key (`schema::sort_columns`) and written with zstd, dictionaries for
-//! strings, page statistics, delta encoding for timestamps and a bloom filter on `trace_id`.
+//! strings, page statistics (on strings only where filters prune by them), delta encoding
+//! for timestamps and a bloom filter on `trace_id`.
 
 use std::sync::Arc;
 
@@ -10,12 +11,12 @@ use arrow::array::{Array, ArrayRef, RecordBatch, TimestampNanosecondArray};
 use arrow::row::{RowConverter, SortField};
 use bytes::Bytes;
 use chrono::{DateTime, Timelike, Utc};
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
+use parquet::basic::{Compression, Encoding, Type as PhysicalType, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::schema::types::ColumnPath;
 
-use crate::schema::{MAP_ENTRIES, MAP_KEY, MAP_VALUE, TIME_COLUMN, schema_for, sort_columns};
+use crate::schema::{TIME_COLUMN, schema_for, sort_columns};
 use crate::{Error, Result, Signal};
 
 /// Nanoseconds in one hour, the width of a time partition.
@@ -35,6 +36,24 @@ pub const COMPACTION_ZSTD_LEVEL: i32 = 6;
 /// high mantissa bytes.
 const MEASUREMENT_COLUMNS: [&str; 5] = ["value", "sum", "min", "max", "zero_threshold"];
 
+/// String columns whose page statistics are written, for the filters that prune by them:
+/// the sort keys (`service_name`, `metric_name`), the few-valued columns dashboards filter
+/// on, and `trace_id` (a file or row group of few traces is ruled out by its min/max before
+/// its bloom filter is read).
+pub const PRUNING_STRING_COLUMNS: [&str; 11] = [
+    "service_name",
+    "scope_name",
+    "trace_id",
+    "name",
+    "kind",
+    "status_code",
+    "severity_text",
+    "event_name",
+    "metric_name",
+    "metric_type",
+    "aggregation_temporality",
+];
+
 /// Writer settings of a signal's files at a zstd level.
 ///
 /// Pages are written in the v1 format: its repetition and definition levels are compressed
@@ -49,19 +68,21 @@ pub fn writer_properties(signal: Signal, zstd_level: i32) -> WriterProperties {
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
     let schema = schema_for(signal);
-    for field in schema.fields() {
-        if matches!(field.data_type(), arrow::datatypes::DataType::Map(..)) {
-            // Min/max over every key and value of every attribute map prunes nothing (a
-            // lookup `attributes['k']` cannot use them) and cost a string comparison per entry.
-            for leaf in [MAP_KEY, MAP_VALUE] {
-                let path = ColumnPath::new(vec![
-                    field.name().clone(),
-                    MAP_ENTRIES.to_string(),
-                    leaf.to_string(),
-                ]);
-                builder = builder.set_column_statistics_enabled(path, EnabledStatistics::None);
-            }
+    let leaves = ArrowSchemaConverter::new()
+        .convert(&schema)
+        .expect("the table schemas convert to Parquet");
+    for leaf in leaves.columns() {
+        // Min/max of a string column cost a string comparison per value, twice: worth it
+        // only where a filter can prune by them. Every other string leaf (attribute map
+        // entries, random ids, free text, nested items) is written without statistics.
+        let parts = leaf.path().parts();
+        let prunes = parts.len() == 1 && PRUNING_STRING_COLUMNS.contains(&parts[0].as_str());
+        if leaf.physical_type() == PhysicalType::BYTE_ARRAY && !prunes {
+            builder =
+                builder.set_column_statistics_enabled(leaf.path().clone(), EnabledStatistics::None);
         }
+    }
+    for field in schema.fields() {
         if matches!(field.data_type(), arrow::datatypes::DataType::Timestamp(..)) {
             // Sorted nanosecond timestamps delta-encode to a few bits each.
             let path = ColumnPath::from(field.name().as_str());
@@ -295,6 +316,41 @@ mod tests {
             assert_eq!(
                 props.statistics_enabled(&ColumnPath::from("service_name")),
                 EnabledStatistics::Page
+            );
+        }
+        // Strings that no filter prunes by have none; those that prune keep them.
+        let stats = |signal, path: &str| {
+            props(signal).statistics_enabled(&ColumnPath::new(
+                path.split('.').map(String::from).collect(),
+            ))
+        };
+        for (signal, path) in [
+            (Signal::Spans, "span_id"),
+            (Signal::Spans, "status_message"),
+            (Signal::Spans, "events.list.item.name"),
+            (Signal::Logs, "body"),
+            (Signal::Logs, "scope_version"),
+            (Signal::Metrics, "description"),
+            (Signal::Metrics, "unit"),
+        ] {
+            assert_eq!(
+                stats(signal, path),
+                EnabledStatistics::None,
+                "{signal} {path}"
+            );
+        }
+        for (signal, path) in [
+            (Signal::Spans, "trace_id"),
+            (Signal::Spans, "status_code"),
+            (Signal::Logs, "trace_id"),
+            (Signal::Logs, "severity_text"),
+            (Signal::Metrics, "metric_name"),
+            (Signal::Metrics, "value"),
+        ] {
+            assert_eq!(
+                stats(signal, path),
+                EnabledStatistics::Page,
+                "{signal} {path}"
             );
         }
     }
