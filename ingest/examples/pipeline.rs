@@ -9,7 +9,8 @@
 //!
 //! - decode: protobuf → OTLP structs;
 //! - convert: decode, then OTLP → Arrow (`strata_ingest::convert`);
-//! - parquet: convert, then split by hour, sort and encode Parquet (`strata_storage::parquet_file`).
+//! - parquet: convert, then split by hour, sort and encode Parquet (`strata_storage::parquet_file`);
+//! - wal_encode: the WAL record of each converted request (`strata_storage::wal::encode_payload`).
 
 use std::time::Instant;
 
@@ -75,6 +76,17 @@ fn main() {
         .collect();
     let convert_s = t.elapsed().as_secs_f64();
 
+    // The WAL record of each converted request, as `Storage::write` encodes it.
+    let tenant = strata_storage::TenantId::new("bench").expect("a tenant id");
+    let t = Instant::now();
+    let mut wal_bytes = 0usize;
+    for batch in &batches {
+        wal_bytes += strata_storage::wal::encode_payload(&tenant, table, batch)
+            .expect("encodes")
+            .len();
+    }
+    let wal_s = t.elapsed().as_secs_f64();
+
     // Flushes of about 64 MiB of Arrow data, as the write buffer seals them.
     let t = Instant::now();
     let mut parquet_bytes = 0usize;
@@ -115,6 +127,9 @@ fn main() {
             "parquet_only_items_per_s": items / parquet_s,
             "parquet_items_per_s": items / (convert_s + parquet_s),
             "parquet_bytes_per_item": parquet_bytes as f64 / items,
+            "wal_encode_items_per_s": items / wal_s,
+            "wal_bytes_per_item": wal_bytes as f64 / items,
+            "otlp_bytes_per_item": dataset.requests.iter().map(|r| r.len()).sum::<usize>() as f64 / items,
         })
     );
 }

@@ -31,6 +31,7 @@
 //! A sealed segment is deleted once every record in it is older than the oldest record still
 //! buffered anywhere, i.e. once its data is in Parquet and in the catalog.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -187,25 +188,46 @@ fn signal_from_code(code: u8) -> Option<Signal> {
 /// buffer by buffer: a small request has dozens of tiny buffers, and per-buffer framing
 /// would cost more than the data.
 pub fn encode_payload(tenant: &TenantId, signal: Signal, batch: &RecordBatch) -> Result<Vec<u8>> {
-    let options = IpcWriteOptions::default();
-    let mut tracker = DictionaryTracker::new(false);
-    let mut context = IpcWriteContext::default();
-    let (_dictionaries, encoded) =
-        IpcDataGenerator::default().encode(batch, &mut tracker, &options, &mut context)?;
-    let mut message = Vec::with_capacity(4 + encoded.ipc_message.len() + encoded.arrow_data.len());
-    message.extend_from_slice(&(encoded.ipc_message.len() as u32).to_le_bytes());
-    message.extend_from_slice(&encoded.ipc_message);
-    message.extend_from_slice(&encoded.arrow_data);
-    let compressed = lz4_flex::block::compress_prepend_size(&message);
-    let tenant = tenant.as_str().as_bytes();
-    let mut payload = Vec::with_capacity(12 + tenant.len() + compressed.len());
-    payload.push(FORMAT_VERSION);
-    payload.extend_from_slice(&0u64.to_le_bytes());
-    payload.push(signal_code(signal));
-    payload.push(tenant.len() as u8);
-    payload.extend_from_slice(tenant);
-    payload.extend_from_slice(&compressed);
-    Ok(payload)
+    thread_local! {
+        // Kept per thread between records: the IPC body buffer is then allocated at the
+        // size of the previous record's instead of growing (and copying) from empty, and
+        // the uncompressed message is assembled in memory that is already mapped.
+        static SCRATCH: RefCell<(IpcWriteContext, Vec<u8>)> =
+            RefCell::new((scratch_context(), Vec::new()));
+    }
+    /// Records up to this size leave their buffers to the next one on the thread.
+    const KEPT_SCRATCH_BYTES: usize = 4 << 20;
+    fn scratch_context() -> IpcWriteContext {
+        let mut context = IpcWriteContext::default();
+        context.set_reserve_scratch(true);
+        context
+    }
+    SCRATCH.with_borrow_mut(|(context, message)| {
+        let options = IpcWriteOptions::default();
+        let mut tracker = DictionaryTracker::new(false);
+        let (_dictionaries, encoded) =
+            IpcDataGenerator::default().encode(batch, &mut tracker, &options, context)?;
+        message.clear();
+        message.extend_from_slice(&(encoded.ipc_message.len() as u32).to_le_bytes());
+        message.extend_from_slice(&encoded.ipc_message);
+        message.extend_from_slice(&encoded.arrow_data);
+        let compressed = lz4_flex::block::compress_prepend_size(message);
+        let tenant = tenant.as_str().as_bytes();
+        let mut payload = Vec::with_capacity(12 + tenant.len() + compressed.len());
+        payload.push(FORMAT_VERSION);
+        payload.extend_from_slice(&0u64.to_le_bytes());
+        payload.push(signal_code(signal));
+        payload.push(tenant.len() as u8);
+        payload.extend_from_slice(tenant);
+        payload.extend_from_slice(&compressed);
+        // Only the buffers of ordinary records are kept: a large one would stay allocated
+        // on its thread.
+        if message.len() > KEPT_SCRATCH_BYTES {
+            *context = scratch_context();
+            *message = Vec::new();
+        }
+        Ok(payload)
+    })
 }
 
 /// Decodes a payload written by [`encode_payload`].
