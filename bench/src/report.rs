@@ -99,15 +99,16 @@ pub fn render(results: &Value, file: &Path) -> String {
         ));
     }
     if let Some(p) = results["pipeline"].as_array() {
-        out.push_str("\nPipeline stages in process, one core (`ingest/examples/pipeline.rs`): items/s\n\n| workload | decode | decode + convert | + sort + Parquet |\n|---|---|---|---|\n");
+        out.push_str("\nPipeline stages in process, one core (`ingest/examples/pipeline.rs`): items/s\n\n| workload | decode | decode + convert | + sort + Parquet | WAL record encoding alone |\n|---|---|---|---|---|\n");
         for r in p {
             let s = &r["stages"];
             out.push_str(&format!(
-                "| {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} |\n",
                 r["workload"].as_str().unwrap_or(""),
                 num(f(&s["decode_items_per_s"])),
                 num(f(&s["convert_items_per_s"])),
                 num(f(&s["parquet_items_per_s"])),
+                num(f(&s["wal_encode_items_per_s"])),
             ));
         }
     } else if let Some(s) = results["pipeline"]["skipped"].as_str() {
