@@ -322,37 +322,26 @@ mod tests {
             );
         }
         // Strings that no filter prunes by have none; those that prune keep them.
-        let stats = |signal, path: &str| {
-            props(signal).statistics_enabled(&ColumnPath::new(
-                path.split('.').map(String::from).collect(),
-            ))
-        };
-        for (signal, path) in [
-            (Signal::Spans, "span_id"),
-            (Signal::Spans, "status_message"),
-            (Signal::Spans, "events.list.item.name"),
-            (Signal::Logs, "body"),
-            (Signal::Logs, "scope_version"),
-            (Signal::Metrics, "description"),
-            (Signal::Metrics, "unit"),
+        let (none, page) = (EnabledStatistics::None, EnabledStatistics::Page);
+        for (signal, path, expected) in [
+            (Signal::Spans, "span_id", none),
+            (Signal::Spans, "status_message", none),
+            (Signal::Spans, "events.list.item.name", none),
+            (Signal::Logs, "body", none),
+            (Signal::Logs, "scope_version", none),
+            (Signal::Metrics, "description", none),
+            (Signal::Metrics, "unit", none),
+            (Signal::Spans, "trace_id", page),
+            (Signal::Spans, "status_code", page),
+            (Signal::Logs, "trace_id", page),
+            (Signal::Logs, "severity_text", page),
+            (Signal::Metrics, "metric_name", page),
+            (Signal::Metrics, "value", page),
         ] {
+            let path = ColumnPath::new(path.split('.').map(String::from).collect());
             assert_eq!(
-                stats(signal, path),
-                EnabledStatistics::None,
-                "{signal} {path}"
-            );
-        }
-        for (signal, path) in [
-            (Signal::Spans, "trace_id"),
-            (Signal::Spans, "status_code"),
-            (Signal::Logs, "trace_id"),
-            (Signal::Logs, "severity_text"),
-            (Signal::Metrics, "metric_name"),
-            (Signal::Metrics, "value"),
-        ] {
-            assert_eq!(
-                stats(signal, path),
-                EnabledStatistics::Page,
+                props(signal).statistics_enabled(&path),
+                expected,
                 "{signal} {path}"
             );
         }
