@@ -125,10 +125,9 @@ pub struct ServeArgs {
     pub max_buffer_bytes: Option<usize>,
 
     /// Limit on the node's resident memory: from 80 % of it on, exports are refused with HTTP
-    /// 429 / gRPC UNAVAILABLE and the largest write buffer is flushed; compaction starts a merge
-    /// only under 50 % of it; the
-    /// write buffer, flush, in-flight and cache budgets default to shares of it. 0 = none
-    /// [default: 0]
+    /// 429 / gRPC UNAVAILABLE and the largest write buffer is flushed; compaction starts a
+    /// merge only under 50 % of it; the write buffer, flush, in-flight and cache budgets
+    /// default to shares of it. 0 = none [default: 0]
     #[arg(long, env = "STRATA_MEMORY_LIMIT", value_name = "BYTES")]
     pub memory_limit: Option<usize>,
 
