@@ -104,9 +104,9 @@ impl<S: OtlpSignal> UnaryService<Undecoded<S>> for ExportHandler<S> {
                 let len = undecoded.bytes.len();
                 // Held until the rows are written (or refused): bounds what is decoded at once.
                 let _inflight = ingestor.reserve_inflight(len).await?;
-                let message = undecoded.decode()?;
-                drop(undecoded);
-                ingestor.export::<S>(&tenant, message, len).await
+                ingestor
+                    .export::<S>(&tenant, move || undecoded.decode(), len)
+                    .await
             }
             .await
             .map(Response::new);

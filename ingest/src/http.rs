@@ -184,18 +184,24 @@ async fn decode_and_export<S: OtlpSignal>(
     tenant: &strata_storage::TenantId,
     body: Bytes,
 ) -> Result<Vec<u8>, IngestError> {
+    let len = body.len();
     let response = match format {
         Format::Protobuf => {
-            let req = S::Request::decode(body.as_ref())
-                .map_err(|e| IngestError::Decode(format!("invalid protobuf body: {e}")))?;
-            let resp = ingestor.export::<S>(tenant, req, body.len()).await?;
-            resp.encode_to_vec()
+            let decode = move || {
+                S::Request::decode(body.as_ref())
+                    .map_err(|e| IngestError::Decode(format!("invalid protobuf body: {e}")))
+            };
+            ingestor
+                .export::<S>(tenant, decode, len)
+                .await?
+                .encode_to_vec()
         }
         Format::Json => {
-            let req = S::decode_json(&body)
-                .map_err(|e| IngestError::Decode(format!("invalid OTLP/JSON body: {e}")))?;
-            let resp = ingestor.export::<S>(tenant, req, body.len()).await?;
-            S::encode_json(&resp)
+            let decode = move || {
+                S::decode_json(&body)
+                    .map_err(|e| IngestError::Decode(format!("invalid OTLP/JSON body: {e}")))
+            };
+            S::encode_json(&ingestor.export::<S>(tenant, decode, len).await?)
         }
     };
     Ok(response)

@@ -119,6 +119,24 @@ def test_invalid_json_http_400(node, tenant, signal, body):
     assert_still_serving(node)
 
 
+@pytest.mark.parametrize("signal", list(SIGNALS))
+def test_truncated_large_protobuf_rejected(node, tenant, signal):
+    """Bodies over 256 KiB are decoded off the I/O threads; their errors are the same."""
+    body = truncated(sample_request(signal, pad=300_000))
+    assert len(body) > 256 * 1024
+    r = node.post_otlp(SIGNALS[signal][0], body, PROTOBUF, tenant=tenant)
+    assert r.status_code == 400
+    assert decode_status(r.content).code == 3  # INVALID_ARGUMENT
+    with grpc_channel(node) as ch:
+        with pytest.raises(grpc.RpcError) as exc:
+            grpc_raw_call(ch, SIGNALS[signal][1], body, tenant=tenant)
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (exc.value.code(), exc.value.details())
+    assert "invalid protobuf" in exc.value.details()
+    table = "spans" if signal == "traces" else signal
+    assert node.sql(f"SELECT count(*) AS n FROM {table}", tenant=tenant) == [{"n": 0}]
+    assert_still_serving(node)
+
+
 def test_truncated_protobuf_gzip_http_400(node, tenant):
     body = gzip.compress(truncated(sample_request("traces")))
     r = node.post_otlp("/v1/traces", body, PROTOBUF, tenant=tenant, headers={"Content-Encoding": "gzip"})
