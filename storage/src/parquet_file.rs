@@ -336,49 +336,42 @@ mod tests {
                 EnabledStatistics::Page
             );
         }
-        // Per-row ids, durations and log bodies are written without a dictionary, at any
-        // depth; trace ids keep theirs.
-        for (signal, path, dictionary) in [
-            (Signal::Spans, "span_id", false),
-            (Signal::Spans, "parent_span_id", false),
-            (Signal::Spans, "duration_ns", false),
-            (Signal::Spans, "links.list.item.span_id", false),
-            (Signal::Logs, "span_id", false),
-            (Signal::Logs, "body", false),
-            (Signal::Metrics, "exemplars.list.item.span_id", false),
-            (Signal::Spans, "trace_id", true),
-            (Signal::Logs, "trace_id", true),
-            (Signal::Spans, "name", true),
-        ] {
-            let path = ColumnPath::new(path.split('.').map(String::from).collect());
-            assert_eq!(
-                props(signal).dictionary_enabled(&path),
-                dictionary,
-                "{signal} {path}"
-            );
-        }
-        // Strings that no filter prunes by have none; those that prune keep them.
+        // Per column: its dictionary (none for per-row ids, durations and log bodies, at any
+        // depth; trace ids keep theirs) and its statistics (strings that no filter prunes by
+        // have none; those that prune keep them).
         let (none, page) = (EnabledStatistics::None, EnabledStatistics::Page);
-        for (signal, path, expected) in [
-            (Signal::Spans, "span_id", none),
-            (Signal::Spans, "status_message", none),
-            (Signal::Spans, "events.list.item.name", none),
-            (Signal::Logs, "body", none),
-            (Signal::Logs, "scope_version", none),
-            (Signal::Metrics, "description", none),
-            (Signal::Metrics, "unit", none),
-            (Signal::Spans, "trace_id", page),
-            (Signal::Spans, "status_code", page),
-            (Signal::Logs, "trace_id", page),
-            (Signal::Logs, "severity_text", page),
-            (Signal::Metrics, "metric_name", page),
-            (Signal::Metrics, "value", page),
+        for (signal, path, dictionary, statistics) in [
+            (Signal::Spans, "span_id", false, none),
+            (Signal::Spans, "parent_span_id", false, none),
+            (Signal::Spans, "duration_ns", false, page),
+            (Signal::Spans, "links.list.item.span_id", false, none),
+            (Signal::Spans, "status_message", true, none),
+            (Signal::Spans, "events.list.item.name", true, none),
+            (Signal::Spans, "trace_id", true, page),
+            (Signal::Spans, "status_code", true, page),
+            (Signal::Spans, "name", true, page),
+            (Signal::Logs, "span_id", false, none),
+            (Signal::Logs, "body", false, none),
+            (Signal::Logs, "scope_version", true, none),
+            (Signal::Logs, "trace_id", true, page),
+            (Signal::Logs, "severity_text", true, page),
+            (Signal::Metrics, "exemplars.list.item.span_id", false, none),
+            (Signal::Metrics, "description", true, none),
+            (Signal::Metrics, "unit", true, none),
+            (Signal::Metrics, "metric_name", true, page),
+            (Signal::Metrics, "value", false, page),
         ] {
             let path = ColumnPath::new(path.split('.').map(String::from).collect());
+            let props = props(signal);
             assert_eq!(
-                props(signal).statistics_enabled(&path),
-                expected,
-                "{signal} {path}"
+                props.dictionary_enabled(&path),
+                dictionary,
+                "{signal} {path} dictionary"
+            );
+            assert_eq!(
+                props.statistics_enabled(&path),
+                statistics,
+                "{signal} {path} statistics"
             );
         }
     }
