@@ -225,7 +225,7 @@ impl Ingestor {
         let convert = move || decode().map(|request| S::convert(&request, received));
         // Decoding and conversion are CPU work proportional to the body; large bodies leave
         // the I/O threads.
-        let mut converted = if body_bytes > 256 * 1024 {
+        let mut converted = if body_bytes > BLOCKING_BODY_BYTES {
             tokio::task::spawn_blocking(convert)
                 .await
                 .map_err(|e| IngestError::Internal(e.to_string()))??
@@ -281,6 +281,10 @@ impl Ingestor {
         Ok(S::response(&converted.rejected))
     }
 }
+
+/// Bodies larger than this are decoded and converted on the blocking pool rather than on the
+/// I/O thread that read them.
+const BLOCKING_BODY_BYTES: usize = 256 * 1024;
 
 fn chrono_now_ns() -> i64 {
     std::time::SystemTime::now()

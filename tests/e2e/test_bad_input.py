@@ -84,19 +84,31 @@ def truncated(message) -> bytes:
     return cut
 
 
+def assert_nothing_stored(node, tenant, signal: str):
+    table = "spans" if signal == "traces" else signal
+    assert node.sql(f"SELECT count(*) AS n FROM {table}", tenant=tenant) == [{"n": 0}]
+
+
+# Bodies over 256 KiB are decoded off the I/O threads; their errors are the same.
+SIZES = pytest.mark.parametrize("pad", [0, 300_000], ids=["small", "over-256KiB"])
+
+
 # ------------------------------------------------------------------------------ undecodable bodies
 
 
+@SIZES
 @pytest.mark.parametrize("signal", list(SIGNALS))
-def test_truncated_protobuf_http_400(node, tenant, signal):
+def test_truncated_protobuf_http_400(node, tenant, signal, pad):
     path = SIGNALS[signal][0]
-    r = node.post_otlp(path, truncated(sample_request(signal)), PROTOBUF, tenant=tenant)
+    body = truncated(sample_request(signal, pad=pad))
+    assert pad == 0 or len(body) > 256 * 1024
+    r = node.post_otlp(path, body, PROTOBUF, tenant=tenant)
     assert r.status_code == 400
     assert r.headers["Content-Type"] == PROTOBUF
     status = decode_status(r.content)
     assert status.code == 3  # INVALID_ARGUMENT
     assert status.message
-    assert node.sql(f"SELECT count(*) AS n FROM {'spans' if signal == 'traces' else signal}", tenant=tenant) == [{"n": 0}]
+    assert_nothing_stored(node, tenant, signal)
     assert_still_serving(node)
 
 
@@ -116,24 +128,6 @@ def test_invalid_json_http_400(node, tenant, signal, body):
     status = r.json()
     assert set(status) == {"code", "message"}
     assert status["code"] == 3 and isinstance(status["message"], str) and status["message"]
-    assert_still_serving(node)
-
-
-@pytest.mark.parametrize("signal", list(SIGNALS))
-def test_truncated_large_protobuf_rejected(node, tenant, signal):
-    """Bodies over 256 KiB are decoded off the I/O threads; their errors are the same."""
-    body = truncated(sample_request(signal, pad=300_000))
-    assert len(body) > 256 * 1024
-    r = node.post_otlp(SIGNALS[signal][0], body, PROTOBUF, tenant=tenant)
-    assert r.status_code == 400
-    assert decode_status(r.content).code == 3  # INVALID_ARGUMENT
-    with grpc_channel(node) as ch:
-        with pytest.raises(grpc.RpcError) as exc:
-            grpc_raw_call(ch, SIGNALS[signal][1], body, tenant=tenant)
-    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (exc.value.code(), exc.value.details())
-    assert "invalid protobuf" in exc.value.details()
-    table = "spans" if signal == "traces" else signal
-    assert node.sql(f"SELECT count(*) AS n FROM {table}", tenant=tenant) == [{"n": 0}]
     assert_still_serving(node)
 
 
@@ -255,13 +249,17 @@ def test_chunked_body_over_limit_413(small_node, tenant):
 # ------------------------------------------------------------------------------ gRPC
 
 
+@SIZES
 @pytest.mark.parametrize("signal", list(SIGNALS))
-def test_truncated_protobuf_grpc_invalid_argument(node, tenant, signal):
+def test_truncated_protobuf_grpc_invalid_argument(node, tenant, signal, pad):
+    body = truncated(sample_request(signal, pad=pad))
+    assert pad == 0 or len(body) > 256 * 1024
     with grpc_channel(node) as ch:
         with pytest.raises(grpc.RpcError) as exc:
-            grpc_raw_call(ch, SIGNALS[signal][1], truncated(sample_request(signal)), tenant=tenant)
+            grpc_raw_call(ch, SIGNALS[signal][1], body, tenant=tenant)
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (exc.value.code(), exc.value.details())
-    assert exc.value.details()
+    assert "invalid protobuf" in exc.value.details()
+    assert_nothing_stored(node, tenant, signal)
     assert_still_serving(node)
 
 
@@ -292,8 +290,7 @@ def test_oversized_gzip_grpc_resource_exhausted(small_node, tenant, signal):
         with pytest.raises(grpc.RpcError) as exc:
             grpc_raw_call(ch, SIGNALS[signal][1], big, tenant=tenant, compression=grpc.Compression.Gzip)
     assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, (exc.value.code(), exc.value.details())
-    table = "spans" if signal == "traces" else signal
-    assert small_node.sql(f"SELECT count(*) AS n FROM {table}", tenant=tenant) == [{"n": 0}]
+    assert_nothing_stored(small_node, tenant, signal)
     assert_still_serving(small_node)
 
 
@@ -449,8 +446,7 @@ def test_empty_requests_succeed_without_partial_success(node, tenant, signal):
     with grpc_channel(node) as ch:
         raw = grpc_raw_call(ch, method, b"", tenant=tenant)
     assert not response_type.FromString(raw).HasField("partial_success")
-    table = "spans" if signal == "traces" else signal
-    assert node.sql(f"SELECT count(*) AS n FROM {table}", tenant=tenant) == [{"n": 0}]
+    assert_nothing_stored(node, tenant, signal)
 
 
 # ------------------------------------------------------------------------------ routing
