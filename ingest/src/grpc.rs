@@ -28,6 +28,7 @@ use tonic::{Code, Request, Response, Status};
 use strata_storage::TenantId;
 
 use crate::auth::AUTHORIZATION_HEADER;
+use crate::convert::Converted;
 use crate::{IngestError, Ingestor, Logs, Metrics, OtlpSignal, TENANT_HEADER, Traces, Transport};
 
 /// A codec that hands the handler the message undecoded (decoded there, as protobuf, with
@@ -43,8 +44,8 @@ struct Undecoded<S> {
 }
 
 impl<S: OtlpSignal> Undecoded<S> {
-    fn decode(&self) -> Result<S::Request, IngestError> {
-        <S::Request as prost::Message>::decode(self.bytes.as_ref())
+    fn convert(&self, received_ns: i64) -> Result<Converted, IngestError> {
+        S::convert_protobuf(&self.bytes, received_ns)
             .map_err(|e| IngestError::Decode(format!("invalid protobuf message: {e}")))
     }
 }
@@ -105,7 +106,7 @@ impl<S: OtlpSignal> UnaryService<Undecoded<S>> for ExportHandler<S> {
                 // Held until the rows are written (or refused): bounds what is decoded at once.
                 let _inflight = ingestor.reserve_inflight(len).await?;
                 ingestor
-                    .export::<S>(&tenant, move || undecoded.decode(), len)
+                    .export::<S>(&tenant, move |received| undecoded.convert(received), len)
                     .await
             }
             .await

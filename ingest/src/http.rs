@@ -187,21 +187,22 @@ async fn decode_and_export<S: OtlpSignal>(
     let len = body.len();
     let response = match format {
         Format::Protobuf => {
-            let decode = move || {
-                S::Request::decode(body.as_ref())
+            let convert = move |received| {
+                S::convert_protobuf(&body, received)
                     .map_err(|e| IngestError::Decode(format!("invalid protobuf body: {e}")))
             };
             ingestor
-                .export::<S>(tenant, decode, len)
+                .export::<S>(tenant, convert, len)
                 .await?
                 .encode_to_vec()
         }
         Format::Json => {
-            let decode = move || {
+            let convert = move |received| {
                 S::decode_json(&body)
+                    .map(|request| S::convert(&request, received))
                     .map_err(|e| IngestError::Decode(format!("invalid OTLP/JSON body: {e}")))
             };
-            S::encode_json(&ingestor.export::<S>(tenant, decode, len).await?)
+            S::encode_json(&ingestor.export::<S>(tenant, convert, len).await?)
         }
     };
     Ok(response)

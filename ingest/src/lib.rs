@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use strata_storage::{PerTenant, Signal, Storage, TenantId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::convert::Converted;
 use crate::limits::{IngestLimits, Limiter};
 
 pub use auth::{Auth, AuthError, Principal};
@@ -210,19 +211,20 @@ impl Ingestor {
         }
     }
 
-    /// Decodes a request with `decode`, stores what can be stored of it and builds the OTLP
-    /// response, with a `partial_success` when items were rejected.
+    /// Decodes and converts a request with `convert` (given the time it was received), stores
+    /// what can be stored of it and builds the OTLP response, with a `partial_success` when
+    /// items were rejected.
     ///
     /// The request is decoded, converted and dropped on one thread: the allocator then frees
     /// its many small strings locally instead of handing them back across threads.
     pub async fn export<S: OtlpSignal>(
         &self,
         tenant: &TenantId,
-        decode: impl FnOnce() -> Result<S::Request> + Send + 'static,
+        convert: impl FnOnce(i64) -> Result<Converted> + Send + 'static,
         body_bytes: usize,
     ) -> Result<S::Response> {
         let received = chrono_now_ns();
-        let convert = move || decode().map(|request| S::convert(&request, received));
+        let convert = move || convert(received);
         // Decoding and conversion are CPU work proportional to the body; large bodies leave
         // the I/O threads.
         let mut converted = if body_bytes > BLOCKING_BODY_BYTES {

@@ -29,9 +29,23 @@ pub trait OtlpSignal: Send + Sync + 'static {
     const HTTP_PATH: &'static str;
 
     fn convert(request: &Self::Request, received_ns: i64) -> Converted;
+
+    /// Decodes a protobuf-encoded request and converts it: the rows of
+    /// `convert(&Request::decode(body)?)`.
+    fn convert_protobuf(body: &[u8], received_ns: i64) -> Result<Converted, prost::DecodeError> {
+        decode_and_convert::<Self>(body, received_ns)
+    }
     fn response(rejected: &Rejected) -> Self::Response;
     fn decode_json(body: &[u8]) -> Result<Self::Request, JsonError>;
     fn encode_json(response: &Self::Response) -> Vec<u8>;
+}
+
+fn decode_and_convert<S: OtlpSignal + ?Sized>(
+    body: &[u8],
+    received_ns: i64,
+) -> Result<Converted, prost::DecodeError> {
+    let request = <S::Request as prost::Message>::decode(body)?;
+    Ok(S::convert(&request, received_ns))
 }
 
 /// `opentelemetry.proto.collector.trace.v1.TraceService`.
@@ -51,6 +65,11 @@ impl OtlpSignal for Traces {
 
     fn convert(request: &Self::Request, _received_ns: i64) -> Converted {
         convert::spans_to_batch(request)
+    }
+    /// Read straight from the protobuf bytes when it can be (`convert/wire.rs`).
+    fn convert_protobuf(body: &[u8], received_ns: i64) -> Result<Converted, prost::DecodeError> {
+        convert::spans_from_protobuf(body)
+            .or_else(|_unsupported| decode_and_convert::<Self>(body, received_ns))
     }
     fn response(rejected: &Rejected) -> Self::Response {
         ExportTraceServiceResponse {

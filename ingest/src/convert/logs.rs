@@ -8,8 +8,8 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use strata_storage::schema::{self, UTC};
 
 use super::{
-    Converted, MapColumn, Rejected, Rendered, append_hex, check_id, service_name, strings,
-    timestamp, write_text,
+    Converted, MapColumn, Rejected, Rendered, append_hex, attributes_of, check_id, service_name,
+    strings, timestamp, write_text,
 };
 
 /// Times of a record: `time` falls back to the observed time, which falls back to the
@@ -56,9 +56,8 @@ pub fn logs_to_batch(request: &ExportLogsServiceRequest, received: i64) -> Conve
     let mut text = String::new();
 
     for (ri, rl) in request.resource_logs.iter().enumerate() {
-        let resource = rl.resource.as_ref();
-        let service_name = service_name(resource);
-        let resource_attrs = resource.map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+        let resource_attrs = attributes_of(rl.resource.as_ref());
+        let service_name = service_name(resource_attrs);
         let resource_rendered = Rendered::new(resource_attrs);
         for sl in &rl.scope_logs {
             let (sname, sversion) = sl

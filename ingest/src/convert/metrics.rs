@@ -19,8 +19,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use strata_storage::schema::{self, UTC, list_item};
 
 use super::{
-    Converted, ListOffsets, MapColumn, Rejected, Rendered, append_hex, service_name, strings,
-    struct_array, timestamp, write_text,
+    Converted, ListOffsets, MapColumn, Rejected, Rendered, append_hex, attributes_of, service_name,
+    strings, struct_array, timestamp, write_text,
 };
 
 /// The `aggregation_temporality` column's value.
@@ -406,8 +406,7 @@ pub fn metrics_to_batch(request: &ExportMetricsServiceRequest) -> Converted {
     let mut text = String::new();
 
     for (ri, rm) in request.resource_metrics.iter().enumerate() {
-        let resource = rm.resource.as_ref();
-        let resource_attrs = resource.map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+        let resource_attrs = attributes_of(rm.resource.as_ref());
         let resource_rendered = Rendered::new(resource_attrs);
         let mut resource_hash = Fnv::new();
         hash_attributes(&mut resource_hash, resource_attrs, &mut text);
@@ -419,7 +418,7 @@ pub fn metrics_to_batch(request: &ExportMetricsServiceRequest) -> Converted {
                 .unwrap_or(("", ""));
             for metric in &sm.metrics {
                 let mut ctx = Context {
-                    service: service_name(resource),
+                    service: service_name(resource_attrs),
                     resource_attrs: &resource_rendered,
                     resource_hash,
                     scope_name,

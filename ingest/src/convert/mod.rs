@@ -12,14 +12,17 @@
 mod logs;
 mod metrics;
 mod traces;
+mod wire;
 
 #[cfg(test)]
 mod tests;
 
 pub use logs::logs_to_batch;
 pub use metrics::metrics_to_batch;
+pub(crate) use traces::spans_from_protobuf;
 pub use traces::spans_to_batch;
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -36,7 +39,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use strata_storage::schema::{self, list_item};
 
 /// The outcome of converting one request for one signal.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Converted {
     /// The rows that can be stored; `None` when there are none.
     pub batch: Option<arrow::array::RecordBatch>,
@@ -77,14 +80,18 @@ impl Rejected {
 /// SDK default).
 pub const UNKNOWN_SERVICE: &str = "unknown_service";
 
-/// The `service.name` resource attribute.
-pub(crate) fn service_name(resource: Option<&Resource>) -> &str {
-    resource
-        .into_iter()
-        .flat_map(|r| &r.attributes)
-        .find(|kv| kv.key == "service.name")
-        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            Value::StringValue(s) if !s.is_empty() => Some(s.as_str()),
+/// The attributes of a resource (none when there is no resource).
+pub(crate) fn attributes_of(resource: Option<&Resource>) -> &[KeyValue] {
+    resource.map_or(&[], |r| r.attributes.as_slice())
+}
+
+/// The `service.name` attribute of a resource's attributes (the first, if repeated).
+pub(crate) fn service_name<A: Attribute>(resource_attributes: &[A]) -> &str {
+    resource_attributes
+        .iter()
+        .find(|kv| kv.key() == "service.name")
+        .and_then(|kv| match kv.value() {
+            AttrValue::Str(s) if !s.is_empty() => Some(s),
             _ => None,
         })
         .unwrap_or(UNKNOWN_SERVICE)
@@ -127,26 +134,100 @@ pub(crate) fn timestamp(ns: u64, name: &str) -> Result<i64, String> {
     i64::try_from(ns).map_err(|_| format!("{name} {ns} is out of range"))
 }
 
+/// An attribute value as the conversion reads it: borrowed from a decoded request
+/// ([`AttrValue::from_any`]) or from the protobuf bytes of one (`wire.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum AttrValue<'a> {
+    /// No value, or a reference into a profiles string table (meaningless outside profiles).
+    Empty,
+    Str(&'a str),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Bytes(&'a [u8]),
+    /// An array or a key-value list.
+    Nested(Cow<'a, Value>),
+}
+
+impl<'a> AttrValue<'a> {
+    pub(crate) fn from_any(value: Option<&'a AnyValue>) -> Self {
+        match value.and_then(|v| v.value.as_ref()) {
+            None | Some(Value::StringValueStrindex(_)) => Self::Empty,
+            Some(Value::StringValue(s)) => Self::Str(s),
+            Some(Value::BoolValue(b)) => Self::Bool(*b),
+            Some(Value::IntValue(i)) => Self::Int(*i),
+            Some(Value::DoubleValue(d)) => Self::Double(*d),
+            Some(Value::BytesValue(b)) => Self::Bytes(b),
+            Some(nested @ (Value::ArrayValue(_) | Value::KvlistValue(_))) => {
+                Self::Nested(Cow::Borrowed(nested))
+            }
+        }
+    }
+
+    /// The same value, borrowed from this one.
+    fn reborrow(&self) -> AttrValue<'_> {
+        match self {
+            Self::Nested(value) => AttrValue::Nested(Cow::Borrowed(value.as_ref())),
+            Self::Empty => AttrValue::Empty,
+            Self::Str(s) => AttrValue::Str(s),
+            Self::Bool(b) => AttrValue::Bool(*b),
+            Self::Int(i) => AttrValue::Int(*i),
+            Self::Double(d) => AttrValue::Double(*d),
+            Self::Bytes(b) => AttrValue::Bytes(b),
+        }
+    }
+
+    /// Appends the text form of the value to `out`; `false` when the value is empty.
+    pub(crate) fn write_text(&self, out: &mut String) -> bool {
+        match self {
+            Self::Empty => return false,
+            Self::Str(s) => out.push_str(s),
+            Self::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Self::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            Self::Double(d) => write_double(*d, out),
+            Self::Bytes(b) => base64::engine::general_purpose::STANDARD.encode_string(b, out),
+            Self::Nested(value) => out.push_str(&any_to_json(value).to_string()),
+        }
+        true
+    }
+}
+
 /// Appends the text form of an attribute value to `out`; `false` when the value is empty.
 pub(crate) fn write_text(value: Option<&AnyValue>, out: &mut String) -> bool {
-    let Some(value) = value.and_then(|v| v.value.as_ref()) else {
-        return false;
-    };
-    match value {
-        Value::StringValue(s) => out.push_str(s),
-        Value::BoolValue(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::IntValue(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Value::DoubleValue(d) => write_double(*d, out),
-        Value::BytesValue(b) => base64::engine::general_purpose::STANDARD.encode_string(b, out),
-        Value::ArrayValue(_) | Value::KvlistValue(_) => {
-            out.push_str(&any_to_json(value).to_string());
-        }
-        // A reference into a profiles string table: meaningless outside profiles.
-        Value::StringValueStrindex(_) => return false,
+    AttrValue::from_any(value).write_text(out)
+}
+
+/// A key and value, from a decoded request or from protobuf bytes.
+pub(crate) trait Attribute {
+    fn key(&self) -> &str;
+    fn value(&self) -> AttrValue<'_>;
+}
+
+impl Attribute for KeyValue {
+    fn key(&self) -> &str {
+        &self.key
     }
-    true
+    fn value(&self) -> AttrValue<'_> {
+        AttrValue::from_any(self.value.as_ref())
+    }
+}
+
+/// An attribute read from protobuf bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct WireAttr<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) value: AttrValue<'a>,
+}
+
+impl Attribute for WireAttr<'_> {
+    fn key(&self) -> &str {
+        self.key
+    }
+    fn value(&self) -> AttrValue<'_> {
+        self.value.reborrow()
+    }
 }
 
 /// The text form of a double: shortest round-trip decimal, or `NaN`/`Infinity`/`-Infinity`.
@@ -218,12 +299,12 @@ pub(crate) struct MapColumn {
 pub(crate) struct Rendered(Vec<(String, Option<String>)>);
 
 impl Rendered {
-    pub(crate) fn new(attributes: &[KeyValue]) -> Self {
+    pub(crate) fn new<A: Attribute>(attributes: &[A]) -> Self {
         let mut out = Vec::with_capacity(attributes.len());
         for_unique(attributes, |kv| {
             let mut text = String::new();
-            let value = write_text(kv.value.as_ref(), &mut text).then_some(text);
-            out.push((kv.key.clone(), value));
+            let value = kv.value().write_text(&mut text).then_some(text);
+            out.push((kv.key().to_owned(), value));
         });
         Self(out)
     }
@@ -232,17 +313,20 @@ impl Rendered {
 /// Calls `f` for each attribute whose key did not occur before it in the list (OTLP keys are
 /// unique; a repeated one keeps its first value). Small lists, the usual case, are checked by
 /// comparison without allocating.
-fn for_unique<'a>(attributes: &'a [KeyValue], mut f: impl FnMut(&'a KeyValue)) {
+fn for_unique<'a, A: Attribute>(attributes: &'a [A], mut f: impl FnMut(&'a A)) {
     if attributes.len() <= 32 {
         for (i, kv) in attributes.iter().enumerate() {
-            if !attributes[..i].iter().any(|earlier| earlier.key == kv.key) {
+            if !attributes[..i]
+                .iter()
+                .any(|earlier| earlier.key() == kv.key())
+            {
                 f(kv);
             }
         }
     } else {
         let mut seen: HashSet<&str> = HashSet::with_capacity(attributes.len());
         for kv in attributes {
-            if seen.insert(kv.key.as_str()) {
+            if seen.insert(kv.key()) {
                 f(kv);
             }
         }
@@ -262,12 +346,12 @@ impl MapColumn {
     }
 
     /// Appends one row. Keys must be unique per OTLP; a repeated key keeps its first value.
-    pub(crate) fn append(&mut self, attributes: &[KeyValue]) {
+    pub(crate) fn append<A: Attribute>(&mut self, attributes: &[A]) {
         let (keys, values, text) = (&mut self.keys, &mut self.values, &mut self.text);
         for_unique(attributes, |kv| {
-            keys.append_value(&kv.key);
+            keys.append_value(kv.key());
             text.clear();
-            if write_text(kv.value.as_ref(), text) {
+            if kv.value().write_text(text) {
                 values.append_value(&*text);
             } else {
                 values.append_null();

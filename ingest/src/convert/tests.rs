@@ -24,6 +24,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 use strata_storage::schema;
 
 use super::*;
+use crate::OtlpSignal;
 
 fn kv(key: &str, value: Value) -> KeyValue {
     KeyValue {
@@ -154,7 +155,7 @@ fn attribute_values_keep_a_documented_text_form() {
 fn repeated_attribute_keys_keep_the_first_value() {
     let mut column = MapColumn::with_capacity(2);
     column.append(&[kv("a", s("1")), kv("b", s("2")), kv("a", s("3"))]);
-    column.append(&[]);
+    column.append::<KeyValue>(&[]);
     let map = column.finish();
     assert_eq!(
         map_row(&map, 0),
@@ -164,6 +165,16 @@ fn repeated_attribute_keys_keep_the_first_value() {
         ]
     );
     assert!(map_row(&map, 1).is_empty());
+}
+
+/// Converts a request both ways, decoded and from its protobuf bytes, and checks that the
+/// bytes were read by the fast path to the same rows.
+fn convert_spans(request: &ExportTraceServiceRequest) -> Converted {
+    let decoded = spans_to_batch(request);
+    let read = spans_from_protobuf(&prost::Message::encode_to_vec(request))
+        .expect("the fast path reads what prost encodes");
+    assert_eq!(read, decoded);
+    decoded
 }
 
 fn span(trace: u8, id: u8) -> Span {
@@ -226,7 +237,7 @@ fn spans_map_every_field() {
             code: 2,
         }),
     };
-    let converted = spans_to_batch(&traces(vec![full, span(2, 2)]));
+    let converted = convert_spans(&traces(vec![full, span(2, 2)]));
     assert_eq!(converted.accepted, 2);
     assert_eq!(converted.rejected.count, 0);
     let b = converted.batch.unwrap();
@@ -344,7 +355,7 @@ fn invalid_spans_are_counted_not_stored() {
     bad_parent.parent_span_id = vec![1; 3];
     let mut future = span(1, 5);
     future.end_time_unix_nano = u64::MAX;
-    let converted = spans_to_batch(&traces(vec![
+    let converted = convert_spans(&traces(vec![
         span(1, 6),
         short_trace,
         zero_trace,
@@ -368,7 +379,7 @@ fn invalid_spans_are_counted_not_stored() {
 
 #[test]
 fn empty_requests_convert_to_nothing() {
-    let converted = spans_to_batch(&ExportTraceServiceRequest::default());
+    let converted = convert_spans(&ExportTraceServiceRequest::default());
     assert!(converted.batch.is_none());
     assert_eq!(converted.accepted, 0);
     assert_eq!(converted.rejected, Rejected::default());
@@ -388,7 +399,7 @@ fn empty_requests_convert_to_nothing() {
 fn unknown_service_when_the_resource_names_none() {
     let mut request = traces(vec![span(1, 1)]);
     request.resource_spans[0].resource = None;
-    let b = spans_to_batch(&request).batch.unwrap();
+    let b = convert_spans(&request).batch.unwrap();
     assert_eq!(
         strs(&b, "service_name")[0].as_deref(),
         Some(UNKNOWN_SERVICE)
@@ -808,5 +819,233 @@ fn points_without_values_are_rejected() {
     assert_eq!(
         converted.rejected.message("data points"),
         "1 data points rejected: data point 0 of metric \"g\" (resource 0): data point has no value"
+    );
+}
+
+// ---- The protobuf fast path (`wire.rs`, `spans_from_protobuf`) against prost ----
+
+/// A length-delimited field: tag, length, bytes.
+fn len_field(number: u32, bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    prost::encoding::encode_key(number, prost::encoding::WireType::LengthDelimited, &mut out);
+    prost::encoding::encode_varint(bytes.len() as u64, &mut out);
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// A message's fields in reverse order (each field re-encoded as it was read).
+fn reversed(message: &[u8]) -> Vec<u8> {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    let fields: Vec<_> = wire::Fields::new(message).map(|f| f.unwrap()).collect();
+    let mut out = Vec::new();
+    for (number, field) in fields.into_iter().rev() {
+        match field {
+            wire::Field::Varint(v) => {
+                encode_key(number, WireType::Varint, &mut out);
+                encode_varint(v, &mut out);
+            }
+            wire::Field::Fixed64(v) => {
+                encode_key(number, WireType::SixtyFourBit, &mut out);
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            wire::Field::Fixed32(v) => {
+                encode_key(number, WireType::ThirtyTwoBit, &mut out);
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            wire::Field::Len(b) => out.extend(len_field(number, b)),
+        }
+    }
+    out
+}
+
+/// The rows prost and the conversion of the decoded request give, or prost's error.
+fn decoded_rows(body: &[u8]) -> Result<Converted, String> {
+    let request = <ExportTraceServiceRequest as prost::Message>::decode(body);
+    request
+        .map(|r| spans_to_batch(&r))
+        .map_err(|e| e.to_string())
+}
+
+fn encoded<M: prost::Message>(message: &M) -> Vec<u8> {
+    message.encode_to_vec()
+}
+
+/// A span with every kind of field: attributes of every type, an event and a link.
+fn full_span(id: u8) -> Span {
+    Span {
+        parent_span_id: vec![9; 8],
+        trace_state: "k=v".into(),
+        flags: 0x301,
+        kind: 3,
+        attributes: all_types(),
+        events: vec![Event {
+            time_unix_nano: 1_200,
+            name: "exception".into(),
+            attributes: vec![kv("exception.type", s("E"))],
+            dropped_attributes_count: 2,
+        }],
+        links: vec![Link {
+            trace_id: vec![0xab; 16],
+            span_id: vec![0xcd; 8],
+            attributes: vec![kv("l", Value::IntValue(7))],
+            flags: 1,
+            ..Default::default()
+        }],
+        status: Some(Status {
+            message: "boom".into(),
+            code: 2,
+        }),
+        dropped_links_count: 5,
+        ..span(1, id)
+    }
+}
+
+#[test]
+fn the_fast_path_reads_fields_in_any_order() {
+    // Spans with their fields reversed (status first, ids last), the scope after its spans,
+    // the resource after its scopes; a rejected span's events and links are still read.
+    let mut rejected = full_span(3);
+    rejected.trace_id.pop();
+    let spans: Vec<u8> = [full_span(1), span(1, 2), rejected]
+        .iter()
+        .flat_map(|span| len_field(2, &reversed(&encoded(span))))
+        .collect();
+    let scope_spans = [spans, len_field(1, &encoded(&scope().unwrap()))].concat();
+    let resource_spans = [
+        len_field(2, &scope_spans),
+        len_field(2, &scope_spans),
+        len_field(1, &encoded(&resource("checkout").unwrap())),
+        len_field(3, b"https://opentelemetry.io/schemas/1.26.0"),
+    ]
+    .concat();
+    let body = [len_field(1, &resource_spans), len_field(1, &resource_spans)].concat();
+
+    let read = spans_from_protobuf(&body).expect("read by the fast path");
+    let decoded = decoded_rows(&body).unwrap();
+    assert_eq!(read, decoded);
+    assert_eq!(read.accepted, 8);
+    assert_eq!(read.rejected.count, 4);
+    let b = read.batch.unwrap();
+    assert_eq!(strs(&b, "service_name")[7].as_deref(), Some("checkout"));
+    assert_eq!(strs(&b, "scope_name")[7].as_deref(), Some("lib"));
+}
+
+#[test]
+fn an_attribute_value_keeps_its_last_oneof_field() {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    let array = encoded(&ArrayValue {
+        values: vec![AnyValue {
+            value: Some(s("a")),
+        }],
+    });
+    let mut int_then_string = Vec::new();
+    encode_key(3, WireType::Varint, &mut int_then_string);
+    encode_varint(7, &mut int_then_string);
+    int_then_string.extend(len_field(1, b"text"));
+    let string_then_array = [len_field(1, b"text"), len_field(5, &array)].concat();
+    let array_then_int = [&len_field(5, &array)[..], &int_then_string[..2]].concat();
+    for value in [int_then_string, string_then_array, array_then_int] {
+        let key_value = [len_field(1, b"k"), len_field(2, &value)].concat();
+        let span = [encoded(&span(1, 1)), len_field(9, &key_value)].concat();
+        let body = len_field(1, &len_field(2, &len_field(2, &span)));
+        let read = spans_from_protobuf(&body).expect("read by the fast path");
+        assert_eq!(read, decoded_rows(&body).unwrap());
+    }
+}
+
+#[test]
+fn the_fast_path_gives_way_to_prost_where_they_could_differ() {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    let span_bytes = encoded(&span(1, 1));
+    let in_request = |span: &[u8]| len_field(1, &len_field(2, &len_field(2, span)));
+    let resource = encoded(&resource("checkout").unwrap());
+    let other_resource = encoded(&Resource {
+        attributes: vec![kv("region", s("eu"))],
+        ..Default::default()
+    });
+    let mut unknown_field = span_bytes.clone();
+    encode_key(99, WireType::Varint, &mut unknown_field);
+    encode_varint(1, &mut unknown_field);
+    let mut group = span_bytes.clone();
+    encode_key(99, WireType::StartGroup, &mut group);
+    encode_key(99, WireType::EndGroup, &mut group);
+    let status = encoded(&Status {
+        message: "a".into(),
+        code: 2,
+    });
+    let twice_status = [
+        &span_bytes[..],
+        &len_field(15, &status),
+        &len_field(15, &status),
+    ]
+    .concat();
+    let value = encoded(&AnyValue {
+        value: Some(s("v")),
+    });
+    let twice_value = [
+        len_field(1, b"k"),
+        len_field(2, &value),
+        len_field(2, &value),
+    ]
+    .concat();
+    let mut deep = AnyValue {
+        value: Some(s("leaf")),
+    };
+    for _ in 0..30 {
+        deep = AnyValue {
+            value: Some(Value::ArrayValue(ArrayValue { values: vec![deep] })),
+        };
+    }
+    let deep_value = [len_field(1, b"k"), len_field(2, &encoded(&deep))].concat();
+    let bad_name = [&span_bytes[..], &len_field(5, &[0xff, 0xfe])].concat();
+    let full = encoded(&traces(vec![full_span(1)]));
+
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "a resource twice (prost merges them)",
+            len_field(
+                1,
+                &[
+                    len_field(1, &resource),
+                    len_field(1, &other_resource),
+                    len_field(2, &len_field(2, &span_bytes)),
+                ]
+                .concat(),
+            ),
+        ),
+        ("a status twice", in_request(&twice_status)),
+        (
+            "an attribute value twice",
+            in_request(&[&span_bytes[..], &len_field(9, &twice_value)].concat()),
+        ),
+        ("an unknown field", in_request(&unknown_field)),
+        ("a group", in_request(&group)),
+        (
+            "values nested 30 deep",
+            in_request(&[&span_bytes[..], &len_field(9, &deep_value)].concat()),
+        ),
+        ("a name that is not UTF-8", in_request(&bad_name)),
+        ("a truncated body", full[..full.len() - 3].to_vec()),
+        ("a wrong wire type", {
+            let mut body = Vec::new();
+            encode_key(1, WireType::Varint, &mut body);
+            encode_varint(1, &mut body);
+            body
+        }),
+    ];
+    for (case, body) in cases {
+        assert_eq!(
+            spans_from_protobuf(&body),
+            Err(wire::Unsupported),
+            "{case}: not for the fast path"
+        );
+        let received = crate::Traces::convert_protobuf(&body, 0).map_err(|e| e.to_string());
+        assert_eq!(received, decoded_rows(&body), "{case}: as prost decides");
+    }
+    // The cases prost accepts are stored as it reads them.
+    let merged = crate::Traces::convert_protobuf(&in_request(&twice_status), 0).unwrap();
+    assert_eq!(
+        strs(&merged.batch.unwrap(), "status_code")[0].as_deref(),
+        Some("error")
     );
 }

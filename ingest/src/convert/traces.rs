@@ -11,9 +11,10 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use strata_storage::schema::{self, UTC};
 
+use super::wire::{self, Fields, Unsupported, once, push_key_value};
 use super::{
-    Converted, ListOffsets, MapColumn, Rejected, Rendered, append_hex, check_id, service_name,
-    strings, struct_array, timestamp,
+    Attribute, Converted, ListOffsets, MapColumn, Rejected, Rendered, WireAttr, append_hex,
+    attributes_of, check_id, service_name, strings, struct_array, timestamp,
 };
 
 /// The `kind` column's value for a span kind.
@@ -37,18 +38,298 @@ pub fn status_name(code: i32) -> &'static str {
     }
 }
 
-fn validate(span: &Span) -> Result<(i64, i64), String> {
-    check_id(&span.trace_id, 16, "trace_id", false)?;
-    check_id(&span.span_id, 8, "span_id", false)?;
-    if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
-        return Err(format!(
-            "parent_span_id is {} bytes, expected 8 or none",
-            span.parent_span_id.len()
-        ));
+/// The scalar fields of a span, borrowed from a decoded span or from its protobuf bytes.
+#[derive(Debug, Default)]
+struct SpanFields<'a> {
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    parent_span_id: &'a [u8],
+    trace_state: &'a str,
+    flags: u32,
+    name: &'a str,
+    kind: i32,
+    start: u64,
+    end: u64,
+    status_code: i32,
+    status_message: &'a str,
+    dropped_attributes: u32,
+    dropped_events: u32,
+    dropped_links: u32,
+}
+
+impl<'a> SpanFields<'a> {
+    fn of(span: &'a Span) -> Self {
+        let status = span.status.as_ref();
+        Self {
+            trace_id: &span.trace_id,
+            span_id: &span.span_id,
+            parent_span_id: &span.parent_span_id,
+            trace_state: &span.trace_state,
+            flags: span.flags,
+            name: &span.name,
+            kind: span.kind,
+            start: span.start_time_unix_nano,
+            end: span.end_time_unix_nano,
+            status_code: status.map_or(0, |s| s.code),
+            status_message: status.map_or("", |s| s.message.as_str()),
+            dropped_attributes: span.dropped_attributes_count,
+            dropped_events: span.dropped_events_count,
+            dropped_links: span.dropped_links_count,
+        }
     }
-    let start = timestamp(span.start_time_unix_nano, "start_time_unix_nano")?;
-    let end = timestamp(span.end_time_unix_nano, "end_time_unix_nano")?;
-    Ok((start, end))
+
+    /// The start and end times, or why the span cannot be stored.
+    fn validate(&self) -> Result<(i64, i64), String> {
+        check_id(self.trace_id, 16, "trace_id", false)?;
+        check_id(self.span_id, 8, "span_id", false)?;
+        if !self.parent_span_id.is_empty() && self.parent_span_id.len() != 8 {
+            return Err(format!(
+                "parent_span_id is {} bytes, expected 8 or none",
+                self.parent_span_id.len()
+            ));
+        }
+        let start = timestamp(self.start, "start_time_unix_nano")?;
+        let end = timestamp(self.end, "end_time_unix_nano")?;
+        Ok((start, end))
+    }
+}
+
+/// What the rows of one resource and scope share.
+struct Origin<'a> {
+    service: &'a str,
+    resource: &'a Rendered,
+    scope_name: &'a str,
+    scope_version: &'a str,
+}
+
+/// The columns of a `spans` batch, appended to one span at a time.
+struct SpansBuilder {
+    rejected: Rejected,
+    time: Vec<i64>,
+    end_time: Vec<i64>,
+    duration: Vec<i64>,
+    trace_id: StringBuilder,
+    span_id: StringBuilder,
+    parent_span_id: StringBuilder,
+    trace_state: StringBuilder,
+    flags: Vec<u32>,
+    name: StringBuilder,
+    kind: StringBuilder,
+    status_code: StringBuilder,
+    status_message: StringBuilder,
+    service: StringBuilder,
+    resource_attributes: MapColumn,
+    scope_name: StringBuilder,
+    scope_version: StringBuilder,
+    attributes: MapColumn,
+    dropped_attributes: Vec<u32>,
+    dropped_events: Vec<u32>,
+    dropped_links: Vec<u32>,
+
+    events: ListOffsets,
+    ev_time: Vec<i64>,
+    ev_name: StringBuilder,
+    ev_attributes: MapColumn,
+    ev_dropped: Vec<u32>,
+
+    links: ListOffsets,
+    ln_trace_id: StringBuilder,
+    ln_span_id: StringBuilder,
+    ln_trace_state: StringBuilder,
+    ln_flags: Vec<u32>,
+    ln_attributes: MapColumn,
+    ln_dropped: Vec<u32>,
+}
+
+impl SpansBuilder {
+    fn with_capacity(rows: usize) -> Self {
+        Self {
+            rejected: Rejected::default(),
+            time: Vec::with_capacity(rows),
+            end_time: Vec::with_capacity(rows),
+            duration: Vec::with_capacity(rows),
+            trace_id: StringBuilder::with_capacity(rows, rows * 32),
+            span_id: StringBuilder::with_capacity(rows, rows * 16),
+            parent_span_id: StringBuilder::with_capacity(rows, rows * 16),
+            trace_state: strings(rows, 16),
+            flags: Vec::with_capacity(rows),
+            name: strings(rows, 16),
+            kind: strings(rows, 16),
+            status_code: strings(rows, 16),
+            status_message: strings(rows, 16),
+            service: strings(rows, 16),
+            resource_attributes: MapColumn::with_capacity(rows),
+            scope_name: strings(rows, 16),
+            scope_version: strings(rows, 16),
+            attributes: MapColumn::with_capacity(rows),
+            dropped_attributes: Vec::with_capacity(rows),
+            dropped_events: Vec::with_capacity(rows),
+            dropped_links: Vec::with_capacity(rows),
+            events: ListOffsets::with_capacity(rows),
+            ev_time: Vec::new(),
+            ev_name: strings(0, 0),
+            ev_attributes: MapColumn::with_capacity(0),
+            ev_dropped: Vec::new(),
+            links: ListOffsets::with_capacity(rows),
+            ln_trace_id: strings(0, 0),
+            ln_span_id: strings(0, 0),
+            ln_trace_state: strings(0, 0),
+            ln_flags: Vec::new(),
+            ln_attributes: MapColumn::with_capacity(0),
+            ln_dropped: Vec::new(),
+        }
+    }
+
+    /// Appends the span's own columns, or counts it rejected (`false`): span `index` of its
+    /// scope, in resource `resource`. Its events and links follow, then [`Self::end_span`].
+    fn start_span<A: Attribute>(
+        &mut self,
+        (resource, index): (usize, usize),
+        origin: &Origin<'_>,
+        span: &SpanFields<'_>,
+        attributes: &[A],
+    ) -> bool {
+        let (start, end) = match span.validate() {
+            Ok(times) => times,
+            Err(reason) => {
+                self.rejected
+                    .add(|| format!("span {index} of resource {resource}: {reason}"));
+                return false;
+            }
+        };
+        self.time.push(start);
+        self.end_time.push(end);
+        self.duration.push(end.saturating_sub(start));
+        append_hex(&mut self.trace_id, span.trace_id);
+        append_hex(&mut self.span_id, span.span_id);
+        append_hex(&mut self.parent_span_id, span.parent_span_id);
+        self.trace_state
+            .append_option((!span.trace_state.is_empty()).then_some(span.trace_state));
+        self.flags.push(span.flags);
+        self.name.append_value(span.name);
+        self.kind.append_value(kind_name(span.kind));
+        self.status_code.append_value(status_name(span.status_code));
+        self.status_message
+            .append_option((!span.status_message.is_empty()).then_some(span.status_message));
+        self.service.append_value(origin.service);
+        self.resource_attributes.append_rendered(origin.resource);
+        self.scope_name.append_value(origin.scope_name);
+        self.scope_version.append_value(origin.scope_version);
+        self.attributes.append(attributes);
+        self.dropped_attributes.push(span.dropped_attributes);
+        self.dropped_events.push(span.dropped_events);
+        self.dropped_links.push(span.dropped_links);
+        true
+    }
+
+    fn push_event<A: Attribute>(&mut self, time: u64, name: &str, attributes: &[A], dropped: u32) {
+        // An event time past 2262 cannot be stored; clamp rather than lose the span.
+        self.ev_time.push(i64::try_from(time).unwrap_or(i64::MAX));
+        self.ev_name.append_value(name);
+        self.ev_attributes.append(attributes);
+        self.ev_dropped.push(dropped);
+    }
+
+    fn push_link<A: Attribute>(&mut self, link: &LinkFields<'_>, attributes: &[A]) {
+        append_hex(&mut self.ln_trace_id, link.trace_id);
+        append_hex(&mut self.ln_span_id, link.span_id);
+        self.ln_trace_state
+            .append_option((!link.trace_state.is_empty()).then_some(link.trace_state));
+        self.ln_flags.push(link.flags);
+        self.ln_attributes.append(attributes);
+        self.ln_dropped.push(link.dropped_attributes);
+    }
+
+    /// Ends a span started by [`Self::start_span`].
+    fn end_span(&mut self) {
+        self.events.push(self.ev_time.len());
+        self.links.push(self.ln_flags.len());
+    }
+
+    fn finish(self) -> Converted {
+        let accepted = self.time.len() as u64;
+        if accepted == 0 {
+            return Converted {
+                batch: None,
+                accepted,
+                rejected: self.rejected,
+            };
+        }
+        let ts = |v: Vec<i64>| -> ArrayRef {
+            Arc::new(TimestampNanosecondArray::from(v).with_timezone(UTC))
+        };
+        let u32s = |v: Vec<u32>| -> ArrayRef { Arc::new(UInt32Array::from(v)) };
+        let mut b = self;
+
+        let event_values = struct_array(
+            schema::span_event_fields(),
+            vec![
+                ts(b.ev_time),
+                Arc::new(b.ev_name.finish()),
+                Arc::new(b.ev_attributes.finish()),
+                u32s(b.ev_dropped),
+            ],
+        );
+        let link_values = struct_array(
+            schema::span_link_fields(),
+            vec![
+                Arc::new(b.ln_trace_id.finish()),
+                Arc::new(b.ln_span_id.finish()),
+                Arc::new(b.ln_trace_state.finish()),
+                u32s(b.ln_flags),
+                Arc::new(b.ln_attributes.finish()),
+                u32s(b.ln_dropped),
+            ],
+        );
+
+        let columns: Vec<ArrayRef> = vec![
+            ts(b.time),
+            ts(b.end_time),
+            Arc::new(Int64Array::from(b.duration)),
+            Arc::new(b.trace_id.finish()),
+            Arc::new(b.span_id.finish()),
+            Arc::new(b.parent_span_id.finish()),
+            Arc::new(b.trace_state.finish()),
+            u32s(b.flags),
+            Arc::new(b.name.finish()),
+            Arc::new(b.kind.finish()),
+            Arc::new(b.status_code.finish()),
+            Arc::new(b.status_message.finish()),
+            Arc::new(b.service.finish()),
+            Arc::new(b.resource_attributes.finish()),
+            Arc::new(b.scope_name.finish()),
+            Arc::new(b.scope_version.finish()),
+            Arc::new(b.attributes.finish()),
+            u32s(b.dropped_attributes),
+            Arc::new(b.events.finish(
+                arrow::datatypes::DataType::Struct(schema::span_event_fields()),
+                event_values,
+            )),
+            u32s(b.dropped_events),
+            Arc::new(b.links.finish(
+                arrow::datatypes::DataType::Struct(schema::span_link_fields()),
+                link_values,
+            )),
+            u32s(b.dropped_links),
+        ];
+        let batch = RecordBatch::try_new(schema::spans_schema(), columns)
+            .expect("columns are built to the spans schema");
+        Converted {
+            batch: Some(batch),
+            accepted,
+            rejected: b.rejected,
+        }
+    }
+}
+
+/// The scalar fields of a link.
+#[derive(Debug, Default)]
+struct LinkFields<'a> {
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    trace_state: &'a str,
+    flags: u32,
+    dropped_attributes: u32,
 }
 
 /// Converts the spans of a request; spans with invalid ids or timestamps are rejected.
@@ -59,177 +340,275 @@ pub fn spans_to_batch(request: &ExportTraceServiceRequest) -> Converted {
         .flat_map(|r| &r.scope_spans)
         .map(|s| s.spans.len())
         .sum();
-    let mut rejected = Rejected::default();
-    let mut time = Vec::with_capacity(rows);
-    let mut end_time = Vec::with_capacity(rows);
-    let mut duration = Vec::with_capacity(rows);
-    let mut trace_id = StringBuilder::with_capacity(rows, rows * 32);
-    let mut span_id = StringBuilder::with_capacity(rows, rows * 16);
-    let mut parent_span_id = StringBuilder::with_capacity(rows, rows * 16);
-    let mut trace_state = strings(rows, 16);
-    let mut flags = Vec::with_capacity(rows);
-    let mut name = strings(rows, 16);
-    let mut kind = strings(rows, 16);
-    let mut status_code = strings(rows, 16);
-    let mut status_message = strings(rows, 16);
-    let mut service = strings(rows, 16);
-    let mut resource_attributes = MapColumn::with_capacity(rows);
-    let mut scope_name = strings(rows, 16);
-    let mut scope_version = strings(rows, 16);
-    let mut attributes = MapColumn::with_capacity(rows);
-    let mut dropped_attributes = Vec::with_capacity(rows);
-    let mut dropped_events = Vec::with_capacity(rows);
-    let mut dropped_links = Vec::with_capacity(rows);
-
-    let mut events = ListOffsets::with_capacity(rows);
-    let mut ev_time = Vec::new();
-    let mut ev_name = strings(0, 0);
-    let mut ev_attributes = MapColumn::with_capacity(0);
-    let mut ev_dropped = Vec::new();
-
-    let mut links = ListOffsets::with_capacity(rows);
-    let mut ln_trace_id = strings(0, 0);
-    let mut ln_span_id = strings(0, 0);
-    let mut ln_trace_state = strings(0, 0);
-    let mut ln_flags = Vec::new();
-    let mut ln_attributes = MapColumn::with_capacity(0);
-    let mut ln_dropped = Vec::new();
-
+    let mut b = SpansBuilder::with_capacity(rows);
     for (ri, rs) in request.resource_spans.iter().enumerate() {
-        let resource = rs.resource.as_ref();
-        let service_name = service_name(resource);
-        let resource_attrs = resource.map(|r| r.attributes.as_slice()).unwrap_or(&[]);
-        let resource_rendered = Rendered::new(resource_attrs);
+        let resource_attrs = attributes_of(rs.resource.as_ref());
+        let rendered = Rendered::new(resource_attrs);
         for ss in &rs.scope_spans {
-            let (sname, sversion) = ss
-                .scope
-                .as_ref()
-                .map(|s| (s.name.as_str(), s.version.as_str()))
-                .unwrap_or(("", ""));
+            let scope = ss.scope.as_ref();
+            let origin = Origin {
+                service: service_name(resource_attrs),
+                resource: &rendered,
+                scope_name: scope.map_or("", |s| s.name.as_str()),
+                scope_version: scope.map_or("", |s| s.version.as_str()),
+            };
             for (si, span) in ss.spans.iter().enumerate() {
-                let (start, end) = match validate(span) {
-                    Ok(times) => times,
-                    Err(reason) => {
-                        rejected.add(|| format!("span {si} of resource {ri}: {reason}"));
-                        continue;
-                    }
-                };
-                time.push(start);
-                end_time.push(end);
-                duration.push(end.saturating_sub(start));
-                append_hex(&mut trace_id, &span.trace_id);
-                append_hex(&mut span_id, &span.span_id);
-                append_hex(&mut parent_span_id, &span.parent_span_id);
-                trace_state
-                    .append_option((!span.trace_state.is_empty()).then_some(&span.trace_state));
-                flags.push(span.flags);
-                name.append_value(&span.name);
-                kind.append_value(super::traces::kind_name(span.kind));
-                let status = span.status.as_ref();
-                status_code.append_value(status_name(status.map_or(0, |s| s.code)));
-                status_message
-                    .append_option(status.map(|s| s.message.as_str()).filter(|m| !m.is_empty()));
-                service.append_value(service_name);
-                resource_attributes.append_rendered(&resource_rendered);
-                scope_name.append_value(sname);
-                scope_version.append_value(sversion);
-                attributes.append(&span.attributes);
-                dropped_attributes.push(span.dropped_attributes_count);
-                dropped_events.push(span.dropped_events_count);
-                dropped_links.push(span.dropped_links_count);
-
+                if !b.start_span((ri, si), &origin, &SpanFields::of(span), &span.attributes) {
+                    continue;
+                }
                 for event in &span.events {
-                    // An event time past 2262 cannot be stored; clamp rather than lose the span.
-                    ev_time.push(i64::try_from(event.time_unix_nano).unwrap_or(i64::MAX));
-                    ev_name.append_value(&event.name);
-                    ev_attributes.append(&event.attributes);
-                    ev_dropped.push(event.dropped_attributes_count);
+                    b.push_event(
+                        event.time_unix_nano,
+                        &event.name,
+                        &event.attributes,
+                        event.dropped_attributes_count,
+                    );
                 }
-                events.push(ev_time.len());
-
                 for link in &span.links {
-                    append_hex(&mut ln_trace_id, &link.trace_id);
-                    append_hex(&mut ln_span_id, &link.span_id);
-                    ln_trace_state
-                        .append_option((!link.trace_state.is_empty()).then_some(&link.trace_state));
-                    ln_flags.push(link.flags);
-                    ln_attributes.append(&link.attributes);
-                    ln_dropped.push(link.dropped_attributes_count);
+                    let fields = LinkFields {
+                        trace_id: &link.trace_id,
+                        span_id: &link.span_id,
+                        trace_state: &link.trace_state,
+                        flags: link.flags,
+                        dropped_attributes: link.dropped_attributes_count,
+                    };
+                    b.push_link(&fields, &link.attributes);
                 }
-                links.push(ln_flags.len());
+                b.end_span();
             }
         }
     }
+    b.finish()
+}
 
-    let accepted = time.len() as u64;
-    if accepted == 0 {
-        return Converted {
-            batch: None,
-            accepted,
-            rejected,
-        };
+/// Converts the spans of a protobuf-encoded `ExportTraceServiceRequest` without decoding it
+/// into messages first: the same rows as `spans_to_batch` of the decoded request.
+/// [`Unsupported`] when the body is not read exactly as prost reads it (`wire.rs`); the
+/// caller then decodes it.
+pub(crate) fn spans_from_protobuf(body: &[u8]) -> wire::Result<Converted> {
+    // First the structure (resource and scope messages may follow their spans), which also
+    // counts the rows to size the columns by.
+    let mut resources = Vec::new();
+    let mut scopes = Vec::new();
+    let mut spans = Vec::new();
+    for field in Fields::new(body) {
+        match field? {
+            (1, f) => resources.push(resource_spans(f.bytes()?, &mut scopes, &mut spans)?),
+            _ => return Err(Unsupported),
+        }
     }
-    let ts = |v: Vec<i64>| -> ArrayRef {
-        Arc::new(TimestampNanosecondArray::from(v).with_timezone(UTC))
-    };
-    let u32s = |v: Vec<u32>| -> ArrayRef { Arc::new(UInt32Array::from(v)) };
 
-    let event_values = struct_array(
-        schema::span_event_fields(),
-        vec![
-            ts(ev_time),
-            Arc::new(ev_name.finish()),
-            Arc::new(ev_attributes.finish()),
-            u32s(ev_dropped),
-        ],
-    );
-    let link_values = struct_array(
-        schema::span_link_fields(),
-        vec![
-            Arc::new(ln_trace_id.finish()),
-            Arc::new(ln_span_id.finish()),
-            Arc::new(ln_trace_state.finish()),
-            u32s(ln_flags),
-            Arc::new(ln_attributes.finish()),
-            u32s(ln_dropped),
-        ],
-    );
-
-    let columns: Vec<ArrayRef> = vec![
-        ts(time),
-        ts(end_time),
-        Arc::new(Int64Array::from(duration)),
-        Arc::new(trace_id.finish()),
-        Arc::new(span_id.finish()),
-        Arc::new(parent_span_id.finish()),
-        Arc::new(trace_state.finish()),
-        u32s(flags),
-        Arc::new(name.finish()),
-        Arc::new(kind.finish()),
-        Arc::new(status_code.finish()),
-        Arc::new(status_message.finish()),
-        Arc::new(service.finish()),
-        Arc::new(resource_attributes.finish()),
-        Arc::new(scope_name.finish()),
-        Arc::new(scope_version.finish()),
-        Arc::new(attributes.finish()),
-        u32s(dropped_attributes),
-        Arc::new(events.finish(
-            arrow::datatypes::DataType::Struct(schema::span_event_fields()),
-            event_values,
-        )),
-        u32s(dropped_events),
-        Arc::new(links.finish(
-            arrow::datatypes::DataType::Struct(schema::span_link_fields()),
-            link_values,
-        )),
-        u32s(dropped_links),
-    ];
-    let batch = RecordBatch::try_new(schema::spans_schema(), columns)
-        .expect("columns are built to the spans schema");
-    Converted {
-        batch: Some(batch),
-        accepted,
-        rejected,
+    let mut b = SpansBuilder::with_capacity(spans.len());
+    let (mut attrs, mut nested, mut resource_attrs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut events, mut links) = (Vec::new(), Vec::new());
+    for (ri, rs) in resources.iter().enumerate() {
+        resource_attrs.clear();
+        if let Some(resource) = rs.resource {
+            resource_fields(resource, &mut resource_attrs)?;
+        }
+        let rendered = Rendered::new(&resource_attrs);
+        for ss in &scopes[rs.scopes.clone()] {
+            let (scope_name, scope_version) = match ss.scope {
+                Some(scope) => scope_fields(scope, &mut attrs)?,
+                None => ("", ""),
+            };
+            let origin = Origin {
+                service: service_name(&resource_attrs),
+                resource: &rendered,
+                scope_name,
+                scope_version,
+            };
+            for (si, span) in spans[ss.spans.clone()].iter().enumerate() {
+                let fields = span_fields(span, &mut attrs, &mut events, &mut links)?;
+                let stored = b.start_span((ri, si), &origin, &fields, &attrs);
+                for &event in &events {
+                    let (time, name, dropped) = event_fields(event, &mut nested)?;
+                    if stored {
+                        b.push_event(time, name, &nested, dropped);
+                    }
+                }
+                for &link in &links {
+                    let fields = link_fields(link, &mut nested)?;
+                    if stored {
+                        b.push_link(&fields, &nested);
+                    }
+                }
+                if stored {
+                    b.end_span();
+                }
+            }
+        }
     }
+    Ok(b.finish())
+}
+
+/// A `ResourceSpans`: its resource, and ranges of its scopes and their spans.
+struct ResourceSlices<'a> {
+    resource: Option<&'a [u8]>,
+    scopes: std::ops::Range<usize>,
+}
+
+struct ScopeSlices<'a> {
+    scope: Option<&'a [u8]>,
+    spans: std::ops::Range<usize>,
+}
+
+fn resource_spans<'a>(
+    buf: &'a [u8],
+    scopes: &mut Vec<ScopeSlices<'a>>,
+    spans: &mut Vec<&'a [u8]>,
+) -> wire::Result<ResourceSlices<'a>> {
+    let mut resource = None;
+    let first_scope = scopes.len();
+    for field in Fields::new(buf) {
+        match field? {
+            (1, f) => once(&mut resource, f)?,
+            (2, f) => {
+                let mut scope = None;
+                let first_span = spans.len();
+                for field in Fields::new(f.bytes()?) {
+                    match field? {
+                        (1, f) => once(&mut scope, f)?,
+                        (2, f) => spans.push(f.bytes()?),
+                        (3, f) => {
+                            f.string()?;
+                        }
+                        _ => return Err(Unsupported),
+                    }
+                }
+                scopes.push(ScopeSlices {
+                    scope,
+                    spans: first_span..spans.len(),
+                });
+            }
+            // schema_url
+            (3, f) => {
+                f.string()?;
+            }
+            _ => return Err(Unsupported),
+        }
+    }
+    Ok(ResourceSlices {
+        resource,
+        scopes: first_scope..scopes.len(),
+    })
+}
+
+/// A `Resource`'s attributes (entity references are left to prost).
+fn resource_fields<'a>(buf: &'a [u8], attrs: &mut Vec<WireAttr<'a>>) -> wire::Result<()> {
+    for field in Fields::new(buf) {
+        match field? {
+            (1, f) => push_key_value(attrs, f)?,
+            (2, f) => {
+                f.uint32()?;
+            }
+            _ => return Err(Unsupported),
+        }
+    }
+    Ok(())
+}
+
+/// An `InstrumentationScope`'s name and version; its attributes are read (into `attrs`,
+/// cleared first) but not stored, as when decoded.
+fn scope_fields<'a>(
+    buf: &'a [u8],
+    attrs: &mut Vec<WireAttr<'a>>,
+) -> wire::Result<(&'a str, &'a str)> {
+    let (mut name, mut version) = ("", "");
+    attrs.clear();
+    for field in Fields::new(buf) {
+        match field? {
+            (1, f) => name = f.string()?,
+            (2, f) => version = f.string()?,
+            (3, f) => push_key_value(attrs, f)?,
+            (4, f) => {
+                f.uint32()?;
+            }
+            _ => return Err(Unsupported),
+        }
+    }
+    Ok((name, version))
+}
+
+/// A `Span`: its scalar fields, its attributes into `attrs`, and its events' and links'
+/// messages (each list cleared first).
+fn span_fields<'a>(
+    buf: &'a [u8],
+    attrs: &mut Vec<WireAttr<'a>>,
+    events: &mut Vec<&'a [u8]>,
+    links: &mut Vec<&'a [u8]>,
+) -> wire::Result<SpanFields<'a>> {
+    let mut span = SpanFields::default();
+    let mut status = None;
+    attrs.clear();
+    events.clear();
+    links.clear();
+    for field in Fields::new(buf) {
+        match field? {
+            (1, f) => span.trace_id = f.bytes()?,
+            (2, f) => span.span_id = f.bytes()?,
+            (3, f) => span.trace_state = f.string()?,
+            (4, f) => span.parent_span_id = f.bytes()?,
+            (5, f) => span.name = f.string()?,
+            (6, f) => span.kind = f.int32()?,
+            (7, f) => span.start = f.fixed64()?,
+            (8, f) => span.end = f.fixed64()?,
+            (9, f) => push_key_value(attrs, f)?,
+            (10, f) => span.dropped_attributes = f.uint32()?,
+            (11, f) => events.push(f.bytes()?),
+            (12, f) => span.dropped_events = f.uint32()?,
+            (13, f) => links.push(f.bytes()?),
+            (14, f) => span.dropped_links = f.uint32()?,
+            (15, f) => once(&mut status, f)?,
+            (16, f) => span.flags = f.fixed32()?,
+            _ => return Err(Unsupported),
+        }
+    }
+    if let Some(status) = status {
+        for field in Fields::new(status) {
+            match field? {
+                (2, f) => span.status_message = f.string()?,
+                (3, f) => span.status_code = f.int32()?,
+                _ => return Err(Unsupported),
+            }
+        }
+    }
+    Ok(span)
+}
+
+/// An `Event`: time, name and dropped count; its attributes into `attrs` (cleared first).
+fn event_fields<'a>(
+    buf: &'a [u8],
+    attrs: &mut Vec<WireAttr<'a>>,
+) -> wire::Result<(u64, &'a str, u32)> {
+    let (mut time, mut name, mut dropped) = (0, "", 0);
+    attrs.clear();
+    for field in Fields::new(buf) {
+        match field? {
+            (1, f) => time = f.fixed64()?,
+            (2, f) => name = f.string()?,
+            (3, f) => push_key_value(attrs, f)?,
+            (4, f) => dropped = f.uint32()?,
+            _ => return Err(Unsupported),
+        }
+    }
+    Ok((time, name, dropped))
+}
+
+/// A `Link`'s scalar fields; its attributes into `attrs` (cleared first).
+fn link_fields<'a>(buf: &'a [u8], attrs: &mut Vec<WireAttr<'a>>) -> wire::Result<LinkFields<'a>> {
+    let mut link = LinkFields::default();
+    attrs.clear();
+    for field in Fields::new(buf) {
+        match field? {
+            (1, f) => link.trace_id = f.bytes()?,
+            (2, f) => link.span_id = f.bytes()?,
+            (3, f) => link.trace_state = f.string()?,
+            (4, f) => push_key_value(attrs, f)?,
+            (5, f) => link.dropped_attributes = f.uint32()?,
+            (6, f) => link.flags = f.fixed32()?,
+            _ => return Err(Unsupported),
+        }
+    }
+    Ok(link)
 }

@@ -1,0 +1,284 @@
+//! Reading OTLP straight from its protobuf encoding, without decoding it into owned
+//! messages first: strings and ids are borrowed from the request body.
+//!
+//! A reader here is a fast path with prost as its reference. It gives up
+//! ([`Unsupported`]) on anything it does not read exactly as prost would: unknown fields,
+//! a singular message that occurs twice (prost merges them), groups, malformed or deeply
+//! nested input. The caller then decodes the body with prost, which accepts it or names the
+//! error. So whatever the fast path accepts, prost accepts too and converts to the same
+//! rows; the differential tests (`convert/tests.rs`) and the `otlp_protobuf` fuzz target
+//! check exactly that.
+
+use std::borrow::Cow;
+
+use opentelemetry_proto::tonic::common::v1::AnyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+
+use super::{AttrValue, WireAttr};
+
+/// The fast path does not read this input; prost decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unsupported;
+
+pub(crate) type Result<T> = std::result::Result<T, Unsupported>;
+
+/// The value of one field, by wire type.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Field<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Len(&'a [u8]),
+    Fixed32(u32),
+}
+
+impl<'a> Field<'a> {
+    #[inline]
+    pub(crate) fn varint(self) -> Result<u64> {
+        match self {
+            Field::Varint(v) => Ok(v),
+            _ => Err(Unsupported),
+        }
+    }
+
+    /// `uint32`, truncated as prost does.
+    #[inline]
+    pub(crate) fn uint32(self) -> Result<u32> {
+        self.varint().map(|v| v as u32)
+    }
+
+    /// `int32` and enums, truncated as prost does.
+    #[inline]
+    pub(crate) fn int32(self) -> Result<i32> {
+        self.varint().map(|v| v as i32)
+    }
+
+    #[inline]
+    pub(crate) fn fixed64(self) -> Result<u64> {
+        match self {
+            Field::Fixed64(v) => Ok(v),
+            _ => Err(Unsupported),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn fixed32(self) -> Result<u32> {
+        match self {
+            Field::Fixed32(v) => Ok(v),
+            _ => Err(Unsupported),
+        }
+    }
+
+    /// `bytes` and embedded messages.
+    #[inline]
+    pub(crate) fn bytes(self) -> Result<&'a [u8]> {
+        match self {
+            Field::Len(b) => Ok(b),
+            _ => Err(Unsupported),
+        }
+    }
+
+    /// `string`: valid UTF-8, as prost requires. Most are ASCII, checked a word at a time.
+    #[inline]
+    pub(crate) fn string(self) -> Result<&'a str> {
+        let bytes = self.bytes()?;
+        if bytes.is_ascii() {
+            // SAFETY: ASCII is valid UTF-8.
+            return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+        }
+        std::str::from_utf8(bytes).map_err(|_| Unsupported)
+    }
+}
+
+/// The fields of one message, in the order they are encoded.
+pub(crate) struct Fields<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    #[inline]
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Self { buf }
+    }
+
+    #[inline]
+    fn next_field(&mut self) -> Result<(u32, Field<'a>)> {
+        let tag = varint(&mut self.buf)?;
+        let number = u32::try_from(tag >> 3).map_err(|_| Unsupported)?;
+        if number == 0 {
+            return Err(Unsupported);
+        }
+        let field = match tag & 7 {
+            0 => Field::Varint(varint(&mut self.buf)?),
+            1 => Field::Fixed64(u64::from_le_bytes(
+                take(&mut self.buf, 8)?.try_into().unwrap(),
+            )),
+            2 => {
+                let len = usize::try_from(varint(&mut self.buf)?).map_err(|_| Unsupported)?;
+                Field::Len(take(&mut self.buf, len)?)
+            }
+            5 => Field::Fixed32(u32::from_le_bytes(
+                take(&mut self.buf, 4)?.try_into().unwrap(),
+            )),
+            // Groups (3, 4) and the undefined wire types.
+            _ => return Err(Unsupported),
+        };
+        Ok((number, field))
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<(u32, Field<'a>)>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let next = self.next_field();
+        if next.is_err() {
+            self.buf = &[];
+        }
+        Some(next)
+    }
+}
+
+#[inline]
+fn take<'a>(buf: &mut &'a [u8], len: usize) -> Result<&'a [u8]> {
+    if buf.len() < len {
+        return Err(Unsupported);
+    }
+    let (head, rest) = buf.split_at(len);
+    *buf = rest;
+    Ok(head)
+}
+
+/// A base-128 varint of at most ten bytes, the tenth at most 1 (prost's rule).
+#[inline]
+fn varint(buf: &mut &[u8]) -> Result<u64> {
+    // Tags and most lengths and counts take one byte.
+    if let Some((&byte, rest)) = buf.split_first()
+        && byte < 0x80
+    {
+        *buf = rest;
+        return Ok(u64::from(byte));
+    }
+    let mut value = 0u64;
+    for i in 0..10 {
+        let (&byte, rest) = buf.split_first().ok_or(Unsupported)?;
+        *buf = rest;
+        if i == 9 && byte > 1 {
+            return Err(Unsupported);
+        }
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            return Ok(value);
+        }
+    }
+    Err(Unsupported)
+}
+
+/// Sets a singular embedded message, which prost would merge if it occurred twice.
+pub(crate) fn once<'a>(slot: &mut Option<&'a [u8]>, field: Field<'a>) -> Result<()> {
+    if slot.is_some() {
+        return Err(Unsupported);
+    }
+    *slot = Some(field.bytes()?);
+    Ok(())
+}
+
+/// A `KeyValue`.
+pub(crate) fn key_value(buf: &[u8]) -> Result<WireAttr<'_>> {
+    let mut key = "";
+    let mut value = None;
+    for field in Fields::new(buf) {
+        match field? {
+            (1, f) => key = f.string()?,
+            (2, f) => once(&mut value, f)?,
+            // key_strindex: profiles only; ignored, as it is when decoded.
+            (3, f) => {
+                f.int32()?;
+            }
+            _ => return Err(Unsupported),
+        }
+    }
+    let value = match value {
+        Some(buf) => any_value(buf)?,
+        None => AttrValue::Empty,
+    };
+    Ok(WireAttr { key, value })
+}
+
+/// Appends the `KeyValue`s of a repeated field to `out`.
+pub(crate) fn push_key_value<'a>(out: &mut Vec<WireAttr<'a>>, field: Field<'a>) -> Result<()> {
+    out.push(key_value(field.bytes()?)?);
+    Ok(())
+}
+
+/// An `AnyValue`. Its fields form a oneof: the last one wins. Arrays and key-value lists
+/// are decoded by prost (they are rare and become JSON text anyway), after a check that
+/// they nest no deeper than the whole request may.
+fn any_value(buf: &[u8]) -> Result<AttrValue<'_>> {
+    let mut value = AttrValue::Empty;
+    let mut nested = false;
+    for field in Fields::new(buf) {
+        value = match field? {
+            (1, f) => AttrValue::Str(f.string()?),
+            (2, f) => AttrValue::Bool(f.varint()? != 0),
+            (3, f) => AttrValue::Int(f.varint()? as i64),
+            (4, f) => AttrValue::Double(f64::from_bits(f.fixed64()?)),
+            (5 | 6, f) => {
+                f.bytes()?;
+                nested = true;
+                AttrValue::Empty
+            }
+            (7, f) => AttrValue::Bytes(f.bytes()?),
+            (8, f) => {
+                f.int32()?;
+                AttrValue::Empty
+            }
+            _ => return Err(Unsupported),
+        };
+    }
+    if !nested {
+        return Ok(value);
+    }
+    nesting_within(buf, MAX_NESTING)?;
+    let decoded = <AnyValue as prost::Message>::decode(buf).map_err(|_| Unsupported)?;
+    Ok(match decoded.value {
+        Some(v @ (Value::ArrayValue(_) | Value::KvlistValue(_))) => {
+            AttrValue::Nested(Cow::Owned(v))
+        }
+        // A scalar came last, and was read above.
+        _ => value,
+    })
+}
+
+/// Levels of arrays and key-value lists the fast path reads. prost allows 100 levels of
+/// messages per request; an attribute value starts at most 7 deep and each level of nesting
+/// costs at most 3 (`KeyValueList` → `KeyValue` → `AnyValue`), so 24 stays well inside.
+const MAX_NESTING: u32 = 24;
+
+/// Whether an `AnyValue` nests arrays and lists at most `budget` levels deep.
+fn nesting_within(any: &[u8], budget: u32) -> Result<()> {
+    for field in Fields::new(any) {
+        let (number, f) = field?;
+        if number != 5 && number != 6 {
+            continue;
+        }
+        let budget = budget.checked_sub(1).ok_or(Unsupported)?;
+        // ArrayValue.values are AnyValues; KeyValueList.values are KeyValues (value: 2).
+        for item in Fields::new(f.bytes()?) {
+            let item = item?.1.bytes()?;
+            if number == 5 {
+                nesting_within(item, budget)?;
+                continue;
+            }
+            for kv_field in Fields::new(item) {
+                if let (2, value) = kv_field? {
+                    nesting_within(value.bytes()?, budget)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
