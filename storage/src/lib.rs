@@ -24,6 +24,7 @@ pub mod cache;
 pub mod catalog;
 pub mod docs;
 mod error;
+mod gather;
 pub mod keys;
 pub mod maintenance;
 pub mod memory;

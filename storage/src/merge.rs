@@ -314,7 +314,7 @@ fn emit(
 ) -> Result<()> {
     if !pending.is_empty() {
         let refs: Vec<&RecordBatch> = slots.iter().collect();
-        let batch = arrow::compute::interleave_record_batch(&refs, pending)?;
+        let batch = crate::gather::gather(&refs, pending)?;
         let times = batch
             .column(time_index)
             .as_any()

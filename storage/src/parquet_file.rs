@@ -200,7 +200,7 @@ pub fn partition_and_sort(signal: Signal, batches: &[RecordBatch]) -> Result<Vec
             .iter()
             .map(|&i| origin[i as usize])
             .collect();
-        let batch = arrow::compute::interleave_record_batch(&batches, &rows)?;
+        let batch = crate::gather::gather(&batches, &rows)?;
         let (min_time, max_time) = order[start..end]
             .iter()
             .map(|&i| time.value(i as usize))
