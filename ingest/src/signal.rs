@@ -98,6 +98,11 @@ impl OtlpSignal for Logs {
     fn convert(request: &Self::Request, received_ns: i64) -> Converted {
         convert::logs_to_batch(request, received_ns)
     }
+    /// Read straight from the protobuf bytes when it can be (`convert/wire.rs`).
+    fn convert_protobuf(body: &[u8], received_ns: i64) -> Result<Converted, prost::DecodeError> {
+        convert::logs_from_protobuf(body, received_ns)
+            .or_else(|_unsupported| decode_and_convert::<Self>(body, received_ns))
+    }
     fn response(rejected: &Rejected) -> Self::Response {
         ExportLogsServiceResponse {
             partial_success: (rejected.count > 0).then(|| ExportLogsPartialSuccess {

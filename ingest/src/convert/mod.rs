@@ -17,6 +17,7 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use logs::logs_from_protobuf;
 pub use logs::logs_to_batch;
 pub use metrics::metrics_to_batch;
 pub(crate) use traces::spans_from_protobuf;
@@ -136,9 +137,10 @@ pub(crate) fn timestamp(ns: u64, name: &str) -> Result<i64, String> {
 
 /// An attribute value as the conversion reads it: borrowed from a decoded request
 /// ([`AttrValue::from_any`]) or from the protobuf bytes of one (`wire.rs`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) enum AttrValue<'a> {
     /// No value, or a reference into a profiles string table (meaningless outside profiles).
+    #[default]
     Empty,
     Str(&'a str),
     Bool(bool),

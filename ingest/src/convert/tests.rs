@@ -384,7 +384,7 @@ fn empty_requests_convert_to_nothing() {
     assert_eq!(converted.accepted, 0);
     assert_eq!(converted.rejected, Rejected::default());
     assert!(
-        logs_to_batch(&ExportLogsServiceRequest::default(), 0)
+        convert_logs(&ExportLogsServiceRequest::default(), 0)
             .batch
             .is_none()
     );
@@ -405,6 +405,15 @@ fn unknown_service_when_the_resource_names_none() {
         Some(UNKNOWN_SERVICE)
     );
     assert_eq!(strs(&b, "scope_name")[0].as_deref(), Some("lib"));
+}
+
+/// Converts a request both ways, decoded and from its protobuf bytes (see `convert_spans`).
+fn convert_logs(request: &ExportLogsServiceRequest, received: i64) -> Converted {
+    let decoded = logs_to_batch(request, received);
+    let read = logs_from_protobuf(&prost::Message::encode_to_vec(request), received)
+        .expect("the fast path reads what prost encodes");
+    assert_eq!(read, decoded);
+    decoded
 }
 
 fn logs(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
@@ -462,7 +471,7 @@ fn logs_map_every_field_and_body_type() {
         }),
         ..base.clone()
     };
-    let converted = logs_to_batch(&logs(vec![base, kvlist_body, no_times, int_body]), 99);
+    let converted = convert_logs(&logs(vec![base, kvlist_body, no_times, int_body]), 99);
     assert_eq!(converted.accepted, 4);
     let b = converted.batch.unwrap();
     assert_eq!(b.schema(), schema::logs_schema());
@@ -521,7 +530,7 @@ fn logs_with_invalid_ids_are_rejected() {
         trace_id: vec![1; 15],
         ..good.clone()
     };
-    let converted = logs_to_batch(&logs(vec![good.clone(), bad, good]), 0);
+    let converted = convert_logs(&logs(vec![good.clone(), bad, good]), 0);
     assert_eq!(converted.accepted, 2);
     assert_eq!(converted.rejected.count, 1);
     assert_eq!(
@@ -1047,5 +1056,53 @@ fn the_fast_path_gives_way_to_prost_where_they_could_differ() {
     assert_eq!(
         strs(&merged.batch.unwrap(), "status_code")[0].as_deref(),
         Some("error")
+    );
+}
+
+#[test]
+fn log_records_are_read_from_protobuf_in_any_order() {
+    let record = |body: Value| LogRecord {
+        time_unix_nano: 5,
+        severity_number: 9,
+        severity_text: "INFO".into(),
+        body: Some(AnyValue { value: Some(body) }),
+        attributes: all_types(),
+        trace_id: vec![1; 16],
+        span_id: vec![2; 8],
+        flags: 1,
+        event_name: "e".into(),
+        ..Default::default()
+    };
+    let mut rejected = record(s("x"));
+    rejected.span_id.pop();
+    let records: Vec<u8> = [record(s("GET /")), record(Value::IntValue(3)), rejected]
+        .iter()
+        .flat_map(|r| len_field(2, &reversed(&encoded(r))))
+        .collect();
+    let scope_logs = [records, len_field(1, &encoded(&scope().unwrap()))].concat();
+    let resource_logs = [
+        len_field(2, &scope_logs),
+        len_field(1, &encoded(&resource("api").unwrap())),
+    ]
+    .concat();
+    let body = len_field(1, &resource_logs);
+    let read = logs_from_protobuf(&body, 7).expect("read by the fast path");
+    let decoded = <ExportLogsServiceRequest as prost::Message>::decode(&body[..]).unwrap();
+    assert_eq!(read, logs_to_batch(&decoded, 7));
+    assert_eq!((read.accepted, read.rejected.count), (2, 1));
+
+    // A body twice: prost merges the two, so the fast path leaves it to prost.
+    let value = encoded(&AnyValue {
+        value: Some(s("b")),
+    });
+    let twice = [encoded(&record(s("a"))), len_field(5, &value)].concat();
+    let body = len_field(1, &len_field(2, &len_field(2, &twice)));
+    assert_eq!(logs_from_protobuf(&body, 7), Err(wire::Unsupported));
+    let received = crate::Logs::convert_protobuf(&body, 7).unwrap();
+    let decoded = <ExportLogsServiceRequest as prost::Message>::decode(&body[..]).unwrap();
+    assert_eq!(received, logs_to_batch(&decoded, 7));
+    assert_eq!(
+        strs(&received.batch.unwrap(), "body")[0].as_deref(),
+        Some("b")
     );
 }

@@ -386,39 +386,22 @@ pub fn spans_to_batch(request: &ExportTraceServiceRequest) -> Converted {
 /// [`Unsupported`] when the body is not read exactly as prost reads it (`wire.rs`); the
 /// caller then decodes it.
 pub(crate) fn spans_from_protobuf(body: &[u8]) -> wire::Result<Converted> {
-    // First the structure (resource and scope messages may follow their spans), which also
-    // counts the rows to size the columns by.
-    let mut resources = Vec::new();
-    let mut scopes = Vec::new();
-    let mut spans = Vec::new();
-    for field in Fields::new(body) {
-        match field? {
-            (1, f) => resources.push(resource_spans(f.bytes()?, &mut scopes, &mut spans)?),
-            _ => return Err(Unsupported),
-        }
-    }
-
-    let mut b = SpansBuilder::with_capacity(spans.len());
+    let request = wire::Request::read(body)?;
+    let mut b = SpansBuilder::with_capacity(request.items.len());
     let (mut attrs, mut nested, mut resource_attrs) = (Vec::new(), Vec::new(), Vec::new());
     let (mut events, mut links) = (Vec::new(), Vec::new());
-    for (ri, rs) in resources.iter().enumerate() {
-        resource_attrs.clear();
-        if let Some(resource) = rs.resource {
-            resource_fields(resource, &mut resource_attrs)?;
-        }
+    for (ri, resource) in request.resources.iter().enumerate() {
+        wire::resource_attributes(resource.resource, &mut resource_attrs)?;
         let rendered = Rendered::new(&resource_attrs);
-        for ss in &scopes[rs.scopes.clone()] {
-            let (scope_name, scope_version) = match ss.scope {
-                Some(scope) => scope_fields(scope, &mut attrs)?,
-                None => ("", ""),
-            };
+        for scope in &request.scopes[resource.scopes.clone()] {
+            let (scope_name, scope_version) = wire::scope_fields(scope.scope, &mut attrs)?;
             let origin = Origin {
                 service: service_name(&resource_attrs),
                 resource: &rendered,
                 scope_name,
                 scope_version,
             };
-            for (si, span) in spans[ss.spans.clone()].iter().enumerate() {
+            for (si, span) in request.items[scope.items.clone()].iter().enumerate() {
                 let fields = span_fields(span, &mut attrs, &mut events, &mut links)?;
                 let stored = b.start_span((ri, si), &origin, &fields, &attrs);
                 for &event in &events {
@@ -440,94 +423,6 @@ pub(crate) fn spans_from_protobuf(body: &[u8]) -> wire::Result<Converted> {
         }
     }
     Ok(b.finish())
-}
-
-/// A `ResourceSpans`: its resource, and ranges of its scopes and their spans.
-struct ResourceSlices<'a> {
-    resource: Option<&'a [u8]>,
-    scopes: std::ops::Range<usize>,
-}
-
-struct ScopeSlices<'a> {
-    scope: Option<&'a [u8]>,
-    spans: std::ops::Range<usize>,
-}
-
-fn resource_spans<'a>(
-    buf: &'a [u8],
-    scopes: &mut Vec<ScopeSlices<'a>>,
-    spans: &mut Vec<&'a [u8]>,
-) -> wire::Result<ResourceSlices<'a>> {
-    let mut resource = None;
-    let first_scope = scopes.len();
-    for field in Fields::new(buf) {
-        match field? {
-            (1, f) => once(&mut resource, f)?,
-            (2, f) => {
-                let mut scope = None;
-                let first_span = spans.len();
-                for field in Fields::new(f.bytes()?) {
-                    match field? {
-                        (1, f) => once(&mut scope, f)?,
-                        (2, f) => spans.push(f.bytes()?),
-                        (3, f) => {
-                            f.string()?;
-                        }
-                        _ => return Err(Unsupported),
-                    }
-                }
-                scopes.push(ScopeSlices {
-                    scope,
-                    spans: first_span..spans.len(),
-                });
-            }
-            // schema_url
-            (3, f) => {
-                f.string()?;
-            }
-            _ => return Err(Unsupported),
-        }
-    }
-    Ok(ResourceSlices {
-        resource,
-        scopes: first_scope..scopes.len(),
-    })
-}
-
-/// A `Resource`'s attributes (entity references are left to prost).
-fn resource_fields<'a>(buf: &'a [u8], attrs: &mut Vec<WireAttr<'a>>) -> wire::Result<()> {
-    for field in Fields::new(buf) {
-        match field? {
-            (1, f) => push_key_value(attrs, f)?,
-            (2, f) => {
-                f.uint32()?;
-            }
-            _ => return Err(Unsupported),
-        }
-    }
-    Ok(())
-}
-
-/// An `InstrumentationScope`'s name and version; its attributes are read (into `attrs`,
-/// cleared first) but not stored, as when decoded.
-fn scope_fields<'a>(
-    buf: &'a [u8],
-    attrs: &mut Vec<WireAttr<'a>>,
-) -> wire::Result<(&'a str, &'a str)> {
-    let (mut name, mut version) = ("", "");
-    attrs.clear();
-    for field in Fields::new(buf) {
-        match field? {
-            (1, f) => name = f.string()?,
-            (2, f) => version = f.string()?,
-            (3, f) => push_key_value(attrs, f)?,
-            (4, f) => {
-                f.uint32()?;
-            }
-            _ => return Err(Unsupported),
-        }
-    }
-    Ok((name, version))
 }
 
 /// A `Span`: its scalar fields, its attributes into `attrs`, and its events' and links'

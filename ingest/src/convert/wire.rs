@@ -10,6 +10,7 @@
 //! check exactly that.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use opentelemetry_proto::tonic::common::v1::AnyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -186,6 +187,129 @@ pub(crate) fn once<'a>(slot: &mut Option<&'a [u8]>, field: Field<'a>) -> Result<
     Ok(())
 }
 
+/// The outline of an export request, the same for every signal: its `Resource…` messages
+/// (1: resource, 2: scope messages, 3: schema URL), their `Scope…` messages (1: scope,
+/// 2: items, 3: schema URL) and the items (spans, log records, metrics), each still encoded.
+/// Read first because a resource or scope may follow its items; it also counts the items,
+/// to size the columns by.
+pub(crate) struct Request<'a> {
+    pub(crate) resources: Vec<ResourceSlices<'a>>,
+    pub(crate) scopes: Vec<ScopeSlices<'a>>,
+    pub(crate) items: Vec<&'a [u8]>,
+}
+
+/// A resource message and the range of its scopes in [`Request::scopes`].
+pub(crate) struct ResourceSlices<'a> {
+    pub(crate) resource: Option<&'a [u8]>,
+    pub(crate) scopes: Range<usize>,
+}
+
+/// A scope message and the range of its items in [`Request::items`].
+pub(crate) struct ScopeSlices<'a> {
+    pub(crate) scope: Option<&'a [u8]>,
+    pub(crate) items: Range<usize>,
+}
+
+impl<'a> Request<'a> {
+    pub(crate) fn read(body: &'a [u8]) -> Result<Self> {
+        let mut request = Request {
+            resources: Vec::new(),
+            scopes: Vec::new(),
+            items: Vec::new(),
+        };
+        for field in Fields::new(body) {
+            match field? {
+                (1, f) => request.read_resource(f.bytes()?)?,
+                _ => return Err(Unsupported),
+            }
+        }
+        Ok(request)
+    }
+
+    fn read_resource(&mut self, buf: &'a [u8]) -> Result<()> {
+        let mut resource = None;
+        let first_scope = self.scopes.len();
+        for field in Fields::new(buf) {
+            match field? {
+                (1, f) => once(&mut resource, f)?,
+                (2, f) => self.read_scope(f.bytes()?)?,
+                // schema_url
+                (3, f) => {
+                    f.string()?;
+                }
+                _ => return Err(Unsupported),
+            }
+        }
+        self.resources.push(ResourceSlices {
+            resource,
+            scopes: first_scope..self.scopes.len(),
+        });
+        Ok(())
+    }
+
+    fn read_scope(&mut self, buf: &'a [u8]) -> Result<()> {
+        let mut scope = None;
+        let first_item = self.items.len();
+        for field in Fields::new(buf) {
+            match field? {
+                (1, f) => once(&mut scope, f)?,
+                (2, f) => self.items.push(f.bytes()?),
+                // schema_url
+                (3, f) => {
+                    f.string()?;
+                }
+                _ => return Err(Unsupported),
+            }
+        }
+        self.scopes.push(ScopeSlices {
+            scope,
+            items: first_item..self.items.len(),
+        });
+        Ok(())
+    }
+}
+
+/// A `Resource`'s attributes into `attrs` (cleared first; none without a resource). Entity
+/// references are left to prost.
+pub(crate) fn resource_attributes<'a>(
+    resource: Option<&'a [u8]>,
+    attrs: &mut Vec<WireAttr<'a>>,
+) -> Result<()> {
+    attrs.clear();
+    for field in Fields::new(resource.unwrap_or_default()) {
+        match field? {
+            (1, f) => push_key_value(attrs, f)?,
+            (2, f) => {
+                f.uint32()?;
+            }
+            _ => return Err(Unsupported),
+        }
+    }
+    Ok(())
+}
+
+/// An `InstrumentationScope`'s name and version (empty without a scope); its attributes are
+/// read (into `attrs`, cleared first) but not stored, as when decoded.
+pub(crate) fn scope_fields<'a>(
+    scope: Option<&'a [u8]>,
+    attrs: &mut Vec<WireAttr<'a>>,
+) -> Result<(&'a str, &'a str)> {
+    let (mut name, mut version) = ("", "");
+    attrs.clear();
+    for field in Fields::new(scope.unwrap_or_default()) {
+        match field? {
+            (1, f) => name = f.string()?,
+            (2, f) => version = f.string()?,
+            (3, f) => push_key_value(attrs, f)?,
+            (4, f) => {
+                f.uint32()?;
+            }
+            _ => return Err(Unsupported),
+        }
+    }
+    Ok((name, version))
+}
+
 /// A `KeyValue`.
 pub(crate) fn key_value(buf: &[u8]) -> Result<WireAttr<'_>> {
     let mut key = "";
@@ -201,10 +325,7 @@ pub(crate) fn key_value(buf: &[u8]) -> Result<WireAttr<'_>> {
             _ => return Err(Unsupported),
         }
     }
-    let value = match value {
-        Some(buf) => any_value(buf)?,
-        None => AttrValue::Empty,
-    };
+    let value = optional_any_value(value)?;
     Ok(WireAttr { key, value })
 }
 
@@ -212,6 +333,11 @@ pub(crate) fn key_value(buf: &[u8]) -> Result<WireAttr<'_>> {
 pub(crate) fn push_key_value<'a>(out: &mut Vec<WireAttr<'a>>, field: Field<'a>) -> Result<()> {
     out.push(key_value(field.bytes()?)?);
     Ok(())
+}
+
+/// An optional `AnyValue` (a log body): empty when absent.
+pub(crate) fn optional_any_value(buf: Option<&[u8]>) -> Result<AttrValue<'_>> {
+    buf.map_or(Ok(AttrValue::Empty), any_value)
 }
 
 /// An `AnyValue`. Its fields form a oneof: the last one wins. Arrays and key-value lists
