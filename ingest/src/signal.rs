@@ -131,6 +131,11 @@ impl OtlpSignal for Metrics {
     fn convert(request: &Self::Request, _received_ns: i64) -> Converted {
         convert::metrics_to_batch(request)
     }
+    /// Gauges and sums are read straight from the protobuf bytes (`convert/wire.rs`).
+    fn convert_protobuf(body: &[u8], received_ns: i64) -> Result<Converted, prost::DecodeError> {
+        convert::metrics_from_protobuf(body)
+            .or_else(|_unsupported| decode_and_convert::<Self>(body, received_ns))
+    }
     fn response(rejected: &Rejected) -> Self::Response {
         ExportMetricsServiceResponse {
             partial_success: (rejected.count > 0).then(|| ExportMetricsPartialSuccess {

@@ -11,16 +11,15 @@ use arrow::array::{
 };
 use arrow::datatypes::DataType;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{
-    Exemplar, Metric, exemplar, exponential_histogram_data_point::Buckets, metric::Data,
-    number_data_point,
+    Exemplar, exemplar, exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
 };
 use strata_storage::schema::{self, UTC, list_item};
 
+use super::wire::{self, Fields, Unsupported, push_key_value};
 use super::{
-    Converted, ListOffsets, MapColumn, Rejected, Rendered, append_hex, attributes_of, service_name,
-    strings, struct_array, timestamp, write_text,
+    Attribute, Converted, ListOffsets, MapColumn, Rejected, Rendered, WireAttr, append_hex,
+    attributes_of, service_name, strings, struct_array, timestamp,
 };
 
 /// The `aggregation_temporality` column's value.
@@ -55,13 +54,13 @@ impl Fnv {
 }
 
 /// Hashes attributes in key order, so that the order a client sends them in does not matter.
-fn hash_attributes(h: &mut Fnv, attributes: &[KeyValue], text: &mut String) {
-    let mut sorted: Vec<&KeyValue> = attributes.iter().collect();
-    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+fn hash_attributes<A: Attribute>(h: &mut Fnv, attributes: &[A], text: &mut String) {
+    let mut sorted: Vec<&A> = attributes.iter().collect();
+    sorted.sort_by(|a, b| a.key().cmp(b.key()));
     for kv in sorted {
-        h.field(kv.key.as_bytes());
+        h.field(kv.key().as_bytes());
         text.clear();
-        write_text(kv.value.as_ref(), text);
+        kv.value().write_text(text);
         h.field(text.as_bytes());
     }
     h.write(&[0xfe]);
@@ -80,7 +79,9 @@ struct Context<'a> {
     resource_hash: Fnv,
     scope_name: &'a str,
     scope_version: &'a str,
-    metric: &'a Metric,
+    metric_name: &'a str,
+    description: &'a str,
+    unit: &'a str,
     metric_type: &'static str,
     temporality: Option<&'static str>,
     is_monotonic: Option<bool>,
@@ -161,8 +162,8 @@ struct Exponential<'a> {
 }
 
 /// Fields every data point type has.
-struct Common<'a> {
-    attributes: &'a [KeyValue],
+struct Common<'a, A> {
+    attributes: &'a [A],
     start_time_unix_nano: u64,
     time_unix_nano: u64,
     flags: u32,
@@ -217,7 +218,7 @@ impl Builder {
     fn push(
         &mut self,
         ctx: &Context<'_>,
-        common: &Common<'_>,
+        common: &Common<'_, impl Attribute>,
         point: Point<'_>,
     ) -> Result<(), String> {
         let time = timestamp(common.time_unix_nano, "time_unix_nano")?;
@@ -227,13 +228,12 @@ impl Builder {
         };
         self.time.push(time);
         self.start_time.push(start);
-        let m = ctx.metric;
-        self.metric_name.append_value(&m.name);
+        self.metric_name.append_value(ctx.metric_name);
         self.metric_type.append_value(ctx.metric_type);
-        self.description.append_value(&m.description);
-        self.unit.append_value(&m.unit);
+        self.description.append_value(ctx.description);
+        self.unit.append_value(ctx.unit);
         let mut h = ctx.resource_hash;
-        h.field(m.name.as_bytes());
+        h.field(ctx.metric_name.as_bytes());
         hash_attributes(&mut h, common.attributes, &mut self.text);
         self.series.push(h.0);
         self.service.append_value(ctx.service);
@@ -376,12 +376,21 @@ impl Builder {
     }
 }
 
-fn number_value(v: Option<number_data_point::Value>) -> Result<f64, String> {
-    match v {
-        Some(number_data_point::Value::AsDouble(d)) => Ok(d),
-        Some(number_data_point::Value::AsInt(i)) => Ok(i as f64),
-        None => Err("data point has no value".into()),
-    }
+/// A number data point's value as a double (integers converted).
+fn number_double(v: Option<number_data_point::Value>) -> Option<f64> {
+    v.map(|v| match v {
+        number_data_point::Value::AsDouble(d) => d,
+        number_data_point::Value::AsInt(i) => i as f64,
+    })
+}
+
+fn number_value(v: Option<f64>) -> Result<f64, String> {
+    v.ok_or_else(|| "data point has no value".into())
+}
+
+/// The reason of a rejected data point, as `partial_success` reports it.
+fn rejection(point: usize, metric: &str, resource: usize, reason: &str) -> String {
+    format!("data point {point} of metric {metric:?} (resource {resource}): {reason}")
 }
 
 /// Converts the data points of a request; points without a value or with out-of-range
@@ -423,18 +432,15 @@ pub fn metrics_to_batch(request: &ExportMetricsServiceRequest) -> Converted {
                     resource_hash,
                     scope_name,
                     scope_version,
-                    metric,
+                    metric_name: &metric.name,
+                    description: &metric.description,
+                    unit: &metric.unit,
                     metric_type: "gauge",
                     temporality: None,
                     is_monotonic: None,
                 };
                 let mut reject = |i: usize, reason: String| {
-                    rejected.add(|| {
-                        format!(
-                            "data point {i} of metric {:?} (resource {ri}): {reason}",
-                            metric.name
-                        )
-                    })
+                    rejected.add(|| rejection(i, &metric.name, ri, &reason))
                 };
                 match &metric.data {
                     None => {}
@@ -447,7 +453,7 @@ pub fn metrics_to_batch(request: &ExportMetricsServiceRequest) -> Converted {
                                 flags: p.flags,
                                 exemplars: &p.exemplars,
                             };
-                            let r = number_value(p.value).and_then(|v| {
+                            let r = number_value(number_double(p.value)).and_then(|v| {
                                 b.push(
                                     &ctx,
                                     &common,
@@ -474,7 +480,7 @@ pub fn metrics_to_batch(request: &ExportMetricsServiceRequest) -> Converted {
                                 flags: p.flags,
                                 exemplars: &p.exemplars,
                             };
-                            let r = number_value(p.value).and_then(|v| {
+                            let r = number_value(number_double(p.value)).and_then(|v| {
                                 b.push(
                                     &ctx,
                                     &common,
@@ -581,4 +587,194 @@ pub fn metrics_to_batch(request: &ExportMetricsServiceRequest) -> Converted {
         accepted,
         rejected,
     }
+}
+
+/// A metric of a protobuf-encoded request as the fast path reads it: a gauge or a sum,
+/// whose data points are a range of the points read (still encoded).
+struct MetricFields<'a> {
+    name: &'a str,
+    description: &'a str,
+    unit: &'a str,
+    data: NumberData,
+    points: std::ops::Range<usize>,
+}
+
+/// The data of a metric of number points.
+enum NumberData {
+    /// A metric without data: no rows.
+    None,
+    Gauge,
+    Sum {
+        temporality: i32,
+        is_monotonic: bool,
+    },
+}
+
+/// A `Metric`: its name, description and unit, its gauge or sum, its data points into
+/// `points`. Histograms, exponential histograms and summaries are left to prost, and so is a
+/// metric with more than one data field (prost would merge or replace them).
+fn metric_fields<'a>(
+    buf: &'a [u8],
+    points: &mut Vec<&'a [u8]>,
+    metadata: &mut Vec<WireAttr<'a>>,
+) -> wire::Result<MetricFields<'a>> {
+    let (mut name, mut description, mut unit) = ("", "", "");
+    let mut data = None;
+    metadata.clear();
+    for field in Fields::new(buf) {
+        match field? {
+            (1, f) => name = f.string()?,
+            (2, f) => description = f.string()?,
+            (3, f) => unit = f.string()?,
+            // Read (and so checked) like every field, but not stored, as when decoded.
+            (12, f) => push_key_value(metadata, f)?,
+            (n @ (5 | 7), f) if data.is_none() => data = Some((n, f.bytes()?)),
+            _ => return Err(Unsupported),
+        }
+    }
+    let first_point = points.len();
+    let data = match data {
+        None => NumberData::None,
+        Some((kind, data)) => {
+            let (mut temporality, mut is_monotonic) = (0, false);
+            for field in Fields::new(data) {
+                match (kind, field?) {
+                    (_, (1, f)) => points.push(f.bytes()?),
+                    (7, (2, f)) => temporality = f.int32()?,
+                    (7, (3, f)) => is_monotonic = f.varint()? != 0,
+                    _ => return Err(Unsupported),
+                }
+            }
+            match kind {
+                5 => NumberData::Gauge,
+                _ => NumberData::Sum {
+                    temporality,
+                    is_monotonic,
+                },
+            }
+        }
+    };
+    Ok(MetricFields {
+        name,
+        description,
+        unit,
+        data,
+        points: first_point..points.len(),
+    })
+}
+
+/// The fields of a `NumberDataPoint` other than its attributes.
+struct NumberFields {
+    start_time_unix_nano: u64,
+    time_unix_nano: u64,
+    flags: u32,
+    value: Option<f64>,
+}
+
+/// A `NumberDataPoint`; its attributes into `attrs` (cleared first). Points with exemplars
+/// are left to prost.
+fn number_point<'a>(buf: &'a [u8], attrs: &mut Vec<WireAttr<'a>>) -> wire::Result<NumberFields> {
+    let mut point = NumberFields {
+        start_time_unix_nano: 0,
+        time_unix_nano: 0,
+        flags: 0,
+        value: None,
+    };
+    attrs.clear();
+    for field in Fields::new(buf) {
+        match field? {
+            (2, f) => point.start_time_unix_nano = f.fixed64()?,
+            (3, f) => point.time_unix_nano = f.fixed64()?,
+            // The value is a oneof: the last one wins.
+            (4, f) => point.value = Some(f64::from_bits(f.fixed64()?)),
+            (6, f) => point.value = Some(f.fixed64()? as i64 as f64),
+            (7, f) => push_key_value(attrs, f)?,
+            (8, f) => point.flags = f.uint32()?,
+            _ => return Err(Unsupported),
+        }
+    }
+    Ok(point)
+}
+
+/// Converts the data points of a protobuf-encoded `ExportMetricsServiceRequest` of gauges and
+/// sums without decoding it into messages first: the same rows as `metrics_to_batch` of the
+/// decoded request. [`Unsupported`] for other metric types, exemplars, and whatever is not
+/// read exactly as prost reads it (`wire.rs`).
+pub(crate) fn metrics_from_protobuf(body: &[u8]) -> wire::Result<Converted> {
+    let request = wire::Request::read(body)?;
+    let (mut attrs, mut resource_attrs) = (Vec::new(), Vec::new());
+    let mut points = Vec::new();
+    let metrics = request
+        .items
+        .iter()
+        .map(|m| metric_fields(m, &mut points, &mut attrs))
+        .collect::<wire::Result<Vec<_>>>()?;
+    let mut b = Builder::new(points.len());
+    let mut rejected = Rejected::default();
+    let mut text = String::new();
+    for (ri, resource) in request.resources.iter().enumerate() {
+        wire::resource_attributes(resource.resource, &mut resource_attrs)?;
+        let resource_rendered = Rendered::new(&resource_attrs);
+        let mut resource_hash = Fnv::new();
+        hash_attributes(&mut resource_hash, &resource_attrs, &mut text);
+        for scope in &request.scopes[resource.scopes.clone()] {
+            let (scope_name, scope_version) = wire::scope_fields(scope.scope, &mut attrs)?;
+            for metric in &metrics[scope.items.clone()] {
+                let (metric_type, temporality, is_monotonic) = match metric.data {
+                    NumberData::None => continue,
+                    NumberData::Gauge => ("gauge", None, None),
+                    NumberData::Sum {
+                        temporality,
+                        is_monotonic,
+                    } => (
+                        "sum",
+                        Some(temporality_name(temporality)),
+                        Some(is_monotonic),
+                    ),
+                };
+                let ctx = Context {
+                    service: service_name(&resource_attrs),
+                    resource_attrs: &resource_rendered,
+                    resource_hash,
+                    scope_name,
+                    scope_version,
+                    metric_name: metric.name,
+                    description: metric.description,
+                    unit: metric.unit,
+                    metric_type,
+                    temporality,
+                    is_monotonic,
+                };
+                for (i, point) in points[metric.points.clone()].iter().enumerate() {
+                    let fields = number_point(point, &mut attrs)?;
+                    let common = Common {
+                        attributes: &attrs,
+                        start_time_unix_nano: fields.start_time_unix_nano,
+                        time_unix_nano: fields.time_unix_nano,
+                        flags: fields.flags,
+                        exemplars: &[],
+                    };
+                    let pushed = number_value(fields.value).and_then(|v| {
+                        b.push(
+                            &ctx,
+                            &common,
+                            Point {
+                                value: Some(v),
+                                ..Default::default()
+                            },
+                        )
+                    });
+                    if let Err(reason) = pushed {
+                        rejected.add(|| rejection(i, metric.name, ri, &reason));
+                    }
+                }
+            }
+        }
+    }
+    let accepted = b.time.len() as u64;
+    Ok(Converted {
+        batch: (accepted > 0).then(|| b.finish()),
+        accepted,
+        rejected,
+    })
 }

@@ -19,6 +19,7 @@ mod tests;
 
 pub(crate) use logs::logs_from_protobuf;
 pub use logs::logs_to_batch;
+pub(crate) use metrics::metrics_from_protobuf;
 pub use metrics::metrics_to_batch;
 pub(crate) use traces::spans_from_protobuf;
 pub use traces::spans_to_batch;
@@ -194,11 +195,6 @@ impl<'a> AttrValue<'a> {
         }
         true
     }
-}
-
-/// Appends the text form of an attribute value to `out`; `false` when the value is empty.
-pub(crate) fn write_text(value: Option<&AnyValue>, out: &mut String) -> bool {
-    AttrValue::from_any(value).write_text(out)
 }
 
 /// A key and value, from a decoded request or from protobuf bytes.

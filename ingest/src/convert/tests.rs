@@ -389,7 +389,7 @@ fn empty_requests_convert_to_nothing() {
             .is_none()
     );
     assert!(
-        metrics_to_batch(&ExportMetricsServiceRequest::default())
+        convert_metrics(&ExportMetricsServiceRequest::default(), true)
             .batch
             .is_none()
     );
@@ -560,6 +560,20 @@ fn metric(name: &str, data: Data) -> Metric {
     }
 }
 
+/// Converts a request decoded and through the receivers' path (`Metrics::convert_protobuf`),
+/// which must agree. `read_directly`: the request has only gauges and sums without exemplars,
+/// which the fast path reads itself (anything else it leaves to prost).
+fn convert_metrics(request: &ExportMetricsServiceRequest, read_directly: bool) -> Converted {
+    let decoded = metrics_to_batch(request);
+    let body = prost::Message::encode_to_vec(request);
+    match metrics_from_protobuf(&body) {
+        Ok(read) => assert_eq!(read, decoded),
+        Err(wire::Unsupported) => assert!(!read_directly, "left to prost"),
+    }
+    assert_eq!(crate::Metrics::convert_protobuf(&body, 0).unwrap(), decoded);
+    decoded
+}
+
 fn metrics(list: Vec<Metric>) -> ExportMetricsServiceRequest {
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
@@ -660,7 +674,7 @@ fn every_metric_type_becomes_rows() {
             }),
         ),
     ]);
-    let converted = metrics_to_batch(&request);
+    let converted = convert_metrics(&request, false);
     assert_eq!(converted.accepted, 5);
     assert_eq!(converted.rejected.count, 0);
     let b = converted.batch.unwrap();
@@ -786,12 +800,15 @@ fn every_metric_type_becomes_rows() {
 fn series_ids_are_stable_and_ignore_attribute_order() {
     use number_data_point::Value::AsDouble;
     let one = |attrs: Vec<KeyValue>, name: &str| {
-        let b = metrics_to_batch(&metrics(vec![metric(
-            name,
-            Data::Gauge(Gauge {
-                data_points: vec![number(1, AsDouble(1.0), attrs)],
-            }),
-        )]))
+        let b = convert_metrics(
+            &metrics(vec![metric(
+                name,
+                Data::Gauge(Gauge {
+                    data_points: vec![number(1, AsDouble(1.0), attrs)],
+                }),
+            )]),
+            true,
+        )
         .batch
         .unwrap();
         col::<UInt64Array>(&b, "series").value(0)
@@ -817,12 +834,15 @@ fn points_without_values_are_rejected() {
         value: None,
         ..Default::default()
     };
-    let converted = metrics_to_batch(&metrics(vec![metric(
-        "g",
-        Data::Gauge(Gauge {
-            data_points: vec![point],
-        }),
-    )]));
+    let converted = convert_metrics(
+        &metrics(vec![metric(
+            "g",
+            Data::Gauge(Gauge {
+                data_points: vec![point],
+            }),
+        )]),
+        true,
+    );
     assert!(converted.batch.is_none());
     assert_eq!(converted.rejected.count, 1);
     assert_eq!(
@@ -842,29 +862,41 @@ fn len_field(number: u32, bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A message's fields in reverse order (each field re-encoded as it was read).
-fn reversed(message: &[u8]) -> Vec<u8> {
+/// A message's fields, in the order they are encoded.
+fn fields_of(message: &[u8]) -> Vec<(u32, wire::Field<'_>)> {
+    wire::Fields::new(message).map(|f| f.unwrap()).collect()
+}
+
+/// One field, encoded again.
+fn encode_field(number: u32, field: wire::Field<'_>) -> Vec<u8> {
     use prost::encoding::{WireType, encode_key, encode_varint};
-    let fields: Vec<_> = wire::Fields::new(message).map(|f| f.unwrap()).collect();
     let mut out = Vec::new();
-    for (number, field) in fields.into_iter().rev() {
-        match field {
-            wire::Field::Varint(v) => {
-                encode_key(number, WireType::Varint, &mut out);
-                encode_varint(v, &mut out);
-            }
-            wire::Field::Fixed64(v) => {
-                encode_key(number, WireType::SixtyFourBit, &mut out);
-                out.extend_from_slice(&v.to_le_bytes());
-            }
-            wire::Field::Fixed32(v) => {
-                encode_key(number, WireType::ThirtyTwoBit, &mut out);
-                out.extend_from_slice(&v.to_le_bytes());
-            }
-            wire::Field::Len(b) => out.extend(len_field(number, b)),
+    match field {
+        wire::Field::Varint(v) => {
+            encode_key(number, WireType::Varint, &mut out);
+            encode_varint(v, &mut out);
         }
+        wire::Field::Fixed64(v) => {
+            encode_key(number, WireType::SixtyFourBit, &mut out);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        wire::Field::Fixed32(v) => {
+            encode_key(number, WireType::ThirtyTwoBit, &mut out);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        wire::Field::Len(b) => out = len_field(number, b),
     }
     out
+}
+
+/// A message's fields in reverse order.
+fn reversed(message: &[u8]) -> Vec<u8> {
+    let fields = fields_of(message);
+    fields
+        .into_iter()
+        .rev()
+        .flat_map(|(n, f)| encode_field(n, f))
+        .collect()
 }
 
 /// The rows prost and the conversion of the decoded request give, or prost's error.
@@ -1105,4 +1137,99 @@ fn log_records_are_read_from_protobuf_in_any_order() {
         strs(&received.batch.unwrap(), "body")[0].as_deref(),
         Some("b")
     );
+}
+
+#[test]
+fn gauges_and_sums_are_read_from_protobuf_in_any_order() {
+    use number_data_point::Value::{AsDouble, AsInt};
+    let point = |time, value| number(time, value, vec![kv("cpu", s("0")), kv("mode", s("idle"))]);
+    let gauge = metric(
+        "temp",
+        Data::Gauge(Gauge {
+            data_points: vec![point(100, AsDouble(0.5)), point(u64::MAX, AsDouble(1.0))],
+        }),
+    );
+    let sum = metric(
+        "requests",
+        Data::Sum(Sum {
+            data_points: vec![point(100, AsInt(-42))],
+            aggregation_temporality: 1,
+            is_monotonic: true,
+        }),
+    );
+    // Each metric, its data and its points with their fields reversed (data before the name,
+    // a sum's temporality after its points); a point with both values keeps the last.
+    let reversed_metric = |m: &Metric| -> Vec<u8> {
+        let bytes = encoded(m);
+        let reversed_data = |data: &[u8]| -> Vec<u8> {
+            let fields = fields_of(data);
+            fields
+                .into_iter()
+                .rev()
+                .flat_map(|(n, f)| match (n, f) {
+                    (1, wire::Field::Len(p)) => len_field(1, &reversed(p)),
+                    (n, f) => encode_field(n, f),
+                })
+                .collect()
+        };
+        let fields = fields_of(&bytes);
+        fields
+            .into_iter()
+            .rev()
+            .flat_map(|(n, f)| match (n, f) {
+                (5 | 7, wire::Field::Len(data)) => len_field(n, &reversed_data(data)),
+                (n, f) => encode_field(n, f),
+            })
+            .collect()
+    };
+    let mut both_values = encoded(&point(100, AsInt(1)));
+    both_values.extend([0x21]); // field 4 (as_double), fixed64
+    both_values.extend(2.5f64.to_le_bytes());
+    let both = [
+        len_field(1, b"both"),
+        len_field(5, &len_field(1, &both_values)),
+    ]
+    .concat();
+    let metrics_bytes = [reversed_metric(&gauge), reversed_metric(&sum), both]
+        .iter()
+        .flat_map(|m| len_field(2, m))
+        .collect::<Vec<u8>>();
+    let scope_metrics = [metrics_bytes, len_field(1, &encoded(&scope().unwrap()))].concat();
+    let resource_metrics = [
+        len_field(2, &scope_metrics),
+        len_field(1, &encoded(&resource("db").unwrap())),
+    ]
+    .concat();
+    let body = len_field(1, &resource_metrics);
+    let read = metrics_from_protobuf(&body).expect("read by the fast path");
+    let decoded = <ExportMetricsServiceRequest as prost::Message>::decode(&body[..]).unwrap();
+    assert_eq!(read, metrics_to_batch(&decoded));
+    assert_eq!((read.accepted, read.rejected.count), (3, 1));
+    let b = read.batch.unwrap();
+    assert_eq!(
+        col::<Float64Array>(&b, "value").values().to_vec(),
+        vec![0.5, -42.0, 2.5]
+    );
+
+    // What the fast path leaves to prost: a gauge twice (prost merges them), a histogram
+    // (above, in every_metric_type_becomes_rows), exemplars.
+    let gauge_bytes = encoded(&gauge);
+    let twice = [&gauge_bytes[..], &len_field(5, &encoded(&Gauge::default()))].concat();
+    let mut with_exemplar = point(100, AsDouble(1.0));
+    with_exemplar.exemplars = vec![Exemplar::default()];
+    let exemplar_metric = encoded(&metric(
+        "e",
+        Data::Gauge(Gauge {
+            data_points: vec![with_exemplar],
+        }),
+    ));
+    for metric in [twice, exemplar_metric] {
+        let body = len_field(1, &len_field(2, &len_field(2, &metric)));
+        assert_eq!(metrics_from_protobuf(&body), Err(wire::Unsupported));
+        let decoded = <ExportMetricsServiceRequest as prost::Message>::decode(&body[..]).unwrap();
+        assert_eq!(
+            crate::Metrics::convert_protobuf(&body, 0).unwrap(),
+            metrics_to_batch(&decoded)
+        );
+    }
 }
