@@ -11,7 +11,7 @@ use strata_storage::schema::{self, UTC};
 
 use super::wire::{self, Fields, Unsupported, once, push_key_value};
 use super::{
-    AttrValue, Attribute, Converted, MapColumn, Rejected, Rendered, WireAttr, append_hex,
+    AttrValue, Attribute, Converted, MapColumn, Origin, Rejected, Rendered, WireAttr, append_hex,
     attributes_of, check_id, service_name, strings, timestamp,
 };
 
@@ -62,14 +62,6 @@ impl<'a> RecordFields<'a> {
         };
         Ok((time, observed))
     }
-}
-
-/// What the rows of one resource and scope share.
-struct Origin<'a> {
-    service: &'a str,
-    resource: &'a Rendered,
-    scope_name: &'a str,
-    scope_version: &'a str,
 }
 
 /// The columns of a `logs` batch, appended to one record at a time.

@@ -284,6 +284,14 @@ pub(crate) fn strings(rows: usize, bytes_per_row: usize) -> StringBuilder {
     StringBuilder::with_capacity(rows, rows * bytes_per_row)
 }
 
+/// What the rows of one resource and scope share (spans, log records).
+pub(crate) struct Origin<'a> {
+    pub(crate) service: &'a str,
+    pub(crate) resource: &'a Rendered,
+    pub(crate) scope_name: &'a str,
+    pub(crate) scope_version: &'a str,
+}
+
 /// Builds a `Map<Utf8, Utf8>` column one row at a time.
 pub(crate) struct MapColumn {
     keys: StringBuilder,

@@ -13,7 +13,7 @@ use strata_storage::schema::{self, UTC};
 
 use super::wire::{self, Fields, Unsupported, once, push_key_value};
 use super::{
-    Attribute, Converted, ListOffsets, MapColumn, Rejected, Rendered, WireAttr, append_hex,
+    Attribute, Converted, ListOffsets, MapColumn, Origin, Rejected, Rendered, WireAttr, append_hex,
     attributes_of, check_id, service_name, strings, struct_array, timestamp,
 };
 
@@ -92,14 +92,6 @@ impl<'a> SpanFields<'a> {
         let end = timestamp(self.end, "end_time_unix_nano")?;
         Ok((start, end))
     }
-}
-
-/// What the rows of one resource and scope share.
-struct Origin<'a> {
-    service: &'a str,
-    resource: &'a Rendered,
-    scope_name: &'a str,
-    scope_version: &'a str,
 }
 
 /// The columns of a `spans` batch, appended to one span at a time.
