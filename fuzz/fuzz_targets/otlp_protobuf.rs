@@ -1,9 +1,9 @@
 //! OTLP protobuf bodies (gRPC and `application/x-protobuf`): the receivers' decoding and
-//! conversion (`OtlpSignal::convert_protobuf`; for traces, the fast path that reads the
-//! bytes directly, with prost behind it) against prost's decode of the export request and
-//! the conversion of the decoded request. The first byte picks the signal (0 traces,
-//! 1 logs, 2 metrics, by its value mod 3); the rest is the body. Must never panic, and the
-//! two must agree: the same rows, or both an error.
+//! conversion (`OtlpSignal::convert_protobuf`; for traces, logs, gauges and sums the fast
+//! path that reads the bytes directly, with prost behind it) against prost's decode of the
+//! export request and the conversion of the decoded request. The first byte picks the
+//! signal (0 traces, 1 logs, 2 metrics, by its value mod 3); the rest is the body. Must
+//! never panic, and the two must agree: the same rows, or both an error.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

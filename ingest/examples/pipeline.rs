@@ -8,8 +8,9 @@
 //! ```
 //!
 //! - decode: protobuf → OTLP structs;
-//! - convert: protobuf → Arrow as the receivers do it (`OtlpSignal::convert_protobuf`: for
-//!   traces straight from the bytes, for logs and metrics decode and `strata_ingest::convert`),
+//! - convert: protobuf → Arrow as the receivers do it (`OtlpSignal::convert_protobuf`:
+//!   straight from the bytes where the fast path reads them, else decode and
+//!   `strata_ingest::convert`),
 //!   every batch kept for the next stages; `convert_warm`: the same, each batch dropped once
 //!   built (the node's steady state), best of three passes;
 //! - parquet: convert, then split by hour, sort and encode Parquet (`strata_storage::parquet_file`);
