@@ -11,8 +11,8 @@ use strata_storage::schema::{self, UTC};
 
 use super::wire::{self, Fields, Unsupported, once, push_key_value};
 use super::{
-    AttrValue, Attribute, Converted, MapColumn, Origin, Rejected, Rendered, WireAttr, append_hex,
-    attributes_of, check_id, service_name, strings, timestamp,
+    AttrValue, Attribute, Converted, MapColumn, Origin, OriginColumns, Rejected, Rendered,
+    WireAttr, append_hex, attributes_of, check_id, strings, timestamp,
 };
 
 /// The fields of a log record other than its attributes, borrowed from a decoded record or
@@ -77,10 +77,7 @@ struct LogsBuilder {
     span_id: StringBuilder,
     flags: Vec<u32>,
     event_name: StringBuilder,
-    service: StringBuilder,
-    resource_attributes: MapColumn,
-    scope_name: StringBuilder,
-    scope_version: StringBuilder,
+    origin: OriginColumns,
     attributes: MapColumn,
     dropped_attributes: Vec<u32>,
     text: String,
@@ -100,10 +97,7 @@ impl LogsBuilder {
             span_id: strings(rows, 16),
             flags: Vec::with_capacity(rows),
             event_name: strings(rows, 16),
-            service: strings(rows, 16),
-            resource_attributes: MapColumn::with_capacity(rows),
-            scope_name: strings(rows, 16),
-            scope_version: strings(rows, 16),
+            origin: OriginColumns::with_capacity(rows),
             attributes: MapColumn::with_capacity(rows),
             dropped_attributes: Vec::with_capacity(rows),
             text: String::new(),
@@ -142,10 +136,7 @@ impl LogsBuilder {
         self.flags.push(record.flags);
         self.event_name
             .append_option((!record.event_name.is_empty()).then_some(record.event_name));
-        self.service.append_value(origin.service);
-        self.resource_attributes.append_rendered(origin.resource);
-        self.scope_name.append_value(origin.scope_name);
-        self.scope_version.append_value(origin.scope_version);
+        self.origin.append(origin);
         self.attributes.append(attributes);
         self.dropped_attributes.push(record.dropped_attributes);
     }
@@ -163,6 +154,7 @@ impl LogsBuilder {
             Arc::new(TimestampNanosecondArray::from(v).with_timezone(UTC))
         };
         let mut b = self;
+        let [service, resource_attributes, scope_name, scope_version] = b.origin.finish();
         let columns: Vec<ArrayRef> = vec![
             ts(b.time),
             ts(b.observed_time),
@@ -173,10 +165,10 @@ impl LogsBuilder {
             Arc::new(b.span_id.finish()),
             Arc::new(UInt32Array::from(b.flags)),
             Arc::new(b.event_name.finish()),
-            Arc::new(b.service.finish()),
-            Arc::new(b.resource_attributes.finish()),
-            Arc::new(b.scope_name.finish()),
-            Arc::new(b.scope_version.finish()),
+            service,
+            resource_attributes,
+            scope_name,
+            scope_version,
             Arc::new(b.attributes.finish()),
             Arc::new(UInt32Array::from(b.dropped_attributes)),
         ];
@@ -204,13 +196,7 @@ pub fn logs_to_batch(request: &ExportLogsServiceRequest, received: i64) -> Conve
         let resource_attrs = attributes_of(rl.resource.as_ref());
         let rendered = Rendered::new(resource_attrs);
         for sl in &rl.scope_logs {
-            let scope = sl.scope.as_ref();
-            let origin = Origin {
-                service: service_name(resource_attrs),
-                resource: &rendered,
-                scope_name: scope.map_or("", |s| s.name.as_str()),
-                scope_version: scope.map_or("", |s| s.version.as_str()),
-            };
+            let origin = Origin::of(resource_attrs, &rendered, sl.scope.as_ref());
             for (li, record) in sl.log_records.iter().enumerate() {
                 b.push(
                     (ri, li),
@@ -230,24 +216,14 @@ pub fn logs_to_batch(request: &ExportLogsServiceRequest, received: i64) -> Conve
 pub(crate) fn logs_from_protobuf(body: &[u8], received: i64) -> wire::Result<Converted> {
     let request = wire::Request::read(body)?;
     let mut b = LogsBuilder::with_capacity(request.items.len(), received);
-    let (mut attrs, mut resource_attrs) = (Vec::new(), Vec::new());
-    for (ri, resource) in request.resources.iter().enumerate() {
-        wire::resource_attributes(resource.resource, &mut resource_attrs)?;
-        let rendered = Rendered::new(&resource_attrs);
-        for scope in &request.scopes[resource.scopes.clone()] {
-            let (scope_name, scope_version) = wire::scope_fields(scope.scope, &mut attrs)?;
-            let origin = Origin {
-                service: service_name(&resource_attrs),
-                resource: &rendered,
-                scope_name,
-                scope_version,
-            };
-            for (li, record) in request.items[scope.items.clone()].iter().enumerate() {
-                let fields = record_fields(record, &mut attrs)?;
-                b.push((ri, li), &origin, &fields, &attrs);
-            }
+    let mut attrs = Vec::new();
+    request.for_each_scope(|ri, _, origin, items| {
+        for (li, record) in request.items[items].iter().enumerate() {
+            let fields = record_fields(record, &mut attrs)?;
+            b.push((ri, li), origin, &fields, &attrs);
         }
-    }
+        Ok(())
+    })?;
     Ok(b.finish())
 }
 

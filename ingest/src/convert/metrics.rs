@@ -18,8 +18,8 @@ use strata_storage::schema::{self, UTC, list_item};
 
 use super::wire::{self, Fields, Unsupported, push_key_value};
 use super::{
-    Attribute, Converted, ListOffsets, MapColumn, Rejected, Rendered, WireAttr, append_hex,
-    attributes_of, service_name, strings, struct_array, timestamp,
+    Attribute, Converted, ListOffsets, MapColumn, Origin, OriginColumns, Rejected, Rendered,
+    WireAttr, append_hex, attributes_of, strings, struct_array, timestamp,
 };
 
 /// The `aggregation_temporality` column's value.
@@ -74,11 +74,8 @@ fn buckets(b: &Option<Buckets>) -> (i32, &[u64]) {
 
 /// Everything a data point row shares with its metric, scope and resource.
 struct Context<'a> {
-    service: &'a str,
-    resource_attrs: &'a Rendered,
+    origin: &'a Origin<'a>,
     resource_hash: Fnv,
-    scope_name: &'a str,
-    scope_version: &'a str,
     metric_name: &'a str,
     description: &'a str,
     unit: &'a str,
@@ -95,10 +92,7 @@ struct Builder {
     description: StringBuilder,
     unit: StringBuilder,
     series: Vec<u64>,
-    service: StringBuilder,
-    resource_attributes: MapColumn,
-    scope_name: StringBuilder,
-    scope_version: StringBuilder,
+    origin: OriginColumns,
     attributes: MapColumn,
     temporality: StringBuilder,
     is_monotonic: BooleanBuilder,
@@ -180,10 +174,7 @@ impl Builder {
             description: strings(rows, 16),
             unit: strings(rows, 16),
             series: Vec::with_capacity(rows),
-            service: strings(rows, 16),
-            resource_attributes: MapColumn::with_capacity(rows),
-            scope_name: strings(rows, 16),
-            scope_version: strings(rows, 16),
+            origin: OriginColumns::with_capacity(rows),
             attributes: MapColumn::with_capacity(rows),
             temporality: strings(rows, 16),
             is_monotonic: BooleanBuilder::with_capacity(rows),
@@ -236,10 +227,7 @@ impl Builder {
         h.field(ctx.metric_name.as_bytes());
         hash_attributes(&mut h, common.attributes, &mut self.text);
         self.series.push(h.0);
-        self.service.append_value(ctx.service);
-        self.resource_attributes.append_rendered(ctx.resource_attrs);
-        self.scope_name.append_value(ctx.scope_name);
-        self.scope_version.append_value(ctx.scope_version);
+        self.origin.append(ctx.origin);
         self.attributes.append(common.attributes);
         self.temporality.append_option(ctx.temporality);
         self.is_monotonic.append_option(ctx.is_monotonic);
@@ -311,6 +299,21 @@ impl Builder {
         Ok(())
     }
 
+    /// Appends a gauge or sum point; one without a value is rejected.
+    fn push_number(
+        &mut self,
+        ctx: &Context<'_>,
+        common: &Common<'_, impl Attribute>,
+        value: Option<f64>,
+    ) -> Result<(), String> {
+        let value = value.ok_or_else(|| "data point has no value".to_string())?;
+        let point = Point {
+            value: Some(value),
+            ..Default::default()
+        };
+        self.push(ctx, common, point)
+    }
+
     fn finish(mut self) -> RecordBatch {
         let ts = |v: Vec<i64>| -> ArrayRef {
             Arc::new(TimestampNanosecondArray::from(v).with_timezone(UTC))
@@ -332,6 +335,7 @@ impl Builder {
                 Arc::new(self.ex_attributes.finish()),
             ],
         );
+        let [service, resource_attributes, scope_name, scope_version] = self.origin.finish();
         let columns: Vec<ArrayRef> = vec![
             ts(self.time),
             Arc::new(TimestampNanosecondArray::from(self.start_time).with_timezone(UTC)),
@@ -340,10 +344,10 @@ impl Builder {
             Arc::new(self.description.finish()),
             Arc::new(self.unit.finish()),
             Arc::new(UInt64Array::from(self.series)),
-            Arc::new(self.service.finish()),
-            Arc::new(self.resource_attributes.finish()),
-            Arc::new(self.scope_name.finish()),
-            Arc::new(self.scope_version.finish()),
+            service,
+            resource_attributes,
+            scope_name,
+            scope_version,
             Arc::new(self.attributes.finish()),
             Arc::new(self.temporality.finish()),
             Arc::new(self.is_monotonic.finish()),
@@ -384,10 +388,6 @@ fn number_double(v: Option<number_data_point::Value>) -> Option<f64> {
     })
 }
 
-fn number_value(v: Option<f64>) -> Result<f64, String> {
-    v.ok_or_else(|| "data point has no value".into())
-}
-
 /// The reason of a rejected data point, as `partial_success` reports it.
 fn rejection(point: usize, metric: &str, resource: usize, reason: &str) -> String {
     format!("data point {point} of metric {metric:?} (resource {resource}): {reason}")
@@ -420,18 +420,11 @@ pub fn metrics_to_batch(request: &ExportMetricsServiceRequest) -> Converted {
         let mut resource_hash = Fnv::new();
         hash_attributes(&mut resource_hash, resource_attrs, &mut text);
         for sm in &rm.scope_metrics {
-            let (scope_name, scope_version) = sm
-                .scope
-                .as_ref()
-                .map(|s| (s.name.as_str(), s.version.as_str()))
-                .unwrap_or(("", ""));
+            let origin = Origin::of(resource_attrs, &resource_rendered, sm.scope.as_ref());
             for metric in &sm.metrics {
                 let mut ctx = Context {
-                    service: service_name(resource_attrs),
-                    resource_attrs: &resource_rendered,
+                    origin: &origin,
                     resource_hash,
-                    scope_name,
-                    scope_version,
                     metric_name: &metric.name,
                     description: &metric.description,
                     unit: &metric.unit,
@@ -453,17 +446,7 @@ pub fn metrics_to_batch(request: &ExportMetricsServiceRequest) -> Converted {
                                 flags: p.flags,
                                 exemplars: &p.exemplars,
                             };
-                            let r = number_value(number_double(p.value)).and_then(|v| {
-                                b.push(
-                                    &ctx,
-                                    &common,
-                                    Point {
-                                        value: Some(v),
-                                        ..Default::default()
-                                    },
-                                )
-                            });
-                            if let Err(e) = r {
+                            if let Err(e) = b.push_number(&ctx, &common, number_double(p.value)) {
                                 reject(i, e);
                             }
                         }
@@ -480,17 +463,7 @@ pub fn metrics_to_batch(request: &ExportMetricsServiceRequest) -> Converted {
                                 flags: p.flags,
                                 exemplars: &p.exemplars,
                             };
-                            let r = number_value(number_double(p.value)).and_then(|v| {
-                                b.push(
-                                    &ctx,
-                                    &common,
-                                    Point {
-                                        value: Some(v),
-                                        ..Default::default()
-                                    },
-                                )
-                            });
-                            if let Err(e) = r {
+                            if let Err(e) = b.push_number(&ctx, &common, number_double(p.value)) {
                                 reject(i, e);
                             }
                         }
@@ -702,7 +675,7 @@ fn number_point<'a>(buf: &'a [u8], attrs: &mut Vec<WireAttr<'a>>) -> wire::Resul
 /// read exactly as prost reads it (`wire.rs`).
 pub(crate) fn metrics_from_protobuf(body: &[u8]) -> wire::Result<Converted> {
     let request = wire::Request::read(body)?;
-    let (mut attrs, mut resource_attrs) = (Vec::new(), Vec::new());
+    let mut attrs = Vec::new();
     let mut points = Vec::new();
     let metrics = request
         .items
@@ -712,65 +685,48 @@ pub(crate) fn metrics_from_protobuf(body: &[u8]) -> wire::Result<Converted> {
     let mut b = Builder::new(points.len());
     let mut rejected = Rejected::default();
     let mut text = String::new();
-    for (ri, resource) in request.resources.iter().enumerate() {
-        wire::resource_attributes(resource.resource, &mut resource_attrs)?;
-        let resource_rendered = Rendered::new(&resource_attrs);
+    request.for_each_scope(|ri, resource_attrs, origin, items| {
         let mut resource_hash = Fnv::new();
-        hash_attributes(&mut resource_hash, &resource_attrs, &mut text);
-        for scope in &request.scopes[resource.scopes.clone()] {
-            let (scope_name, scope_version) = wire::scope_fields(scope.scope, &mut attrs)?;
-            for metric in &metrics[scope.items.clone()] {
-                let (metric_type, temporality, is_monotonic) = match metric.data {
-                    NumberData::None => continue,
-                    NumberData::Gauge => ("gauge", None, None),
-                    NumberData::Sum {
-                        temporality,
-                        is_monotonic,
-                    } => (
-                        "sum",
-                        Some(temporality_name(temporality)),
-                        Some(is_monotonic),
-                    ),
-                };
-                let ctx = Context {
-                    service: service_name(&resource_attrs),
-                    resource_attrs: &resource_rendered,
-                    resource_hash,
-                    scope_name,
-                    scope_version,
-                    metric_name: metric.name,
-                    description: metric.description,
-                    unit: metric.unit,
-                    metric_type,
+        hash_attributes(&mut resource_hash, resource_attrs, &mut text);
+        for metric in &metrics[items] {
+            let (metric_type, temporality, is_monotonic) = match metric.data {
+                NumberData::None => continue,
+                NumberData::Gauge => ("gauge", None, None),
+                NumberData::Sum {
                     temporality,
                     is_monotonic,
+                } => (
+                    "sum",
+                    Some(temporality_name(temporality)),
+                    Some(is_monotonic),
+                ),
+            };
+            let ctx = Context {
+                origin,
+                resource_hash,
+                metric_name: metric.name,
+                description: metric.description,
+                unit: metric.unit,
+                metric_type,
+                temporality,
+                is_monotonic,
+            };
+            for (i, point) in points[metric.points.clone()].iter().enumerate() {
+                let fields = number_point(point, &mut attrs)?;
+                let common = Common {
+                    attributes: &attrs,
+                    start_time_unix_nano: fields.start_time_unix_nano,
+                    time_unix_nano: fields.time_unix_nano,
+                    flags: fields.flags,
+                    exemplars: &[],
                 };
-                for (i, point) in points[metric.points.clone()].iter().enumerate() {
-                    let fields = number_point(point, &mut attrs)?;
-                    let common = Common {
-                        attributes: &attrs,
-                        start_time_unix_nano: fields.start_time_unix_nano,
-                        time_unix_nano: fields.time_unix_nano,
-                        flags: fields.flags,
-                        exemplars: &[],
-                    };
-                    let pushed = number_value(fields.value).and_then(|v| {
-                        b.push(
-                            &ctx,
-                            &common,
-                            Point {
-                                value: Some(v),
-                                ..Default::default()
-                            },
-                        )
-                    });
-                    if let Err(reason) = pushed {
-                        rejected.add(|| rejection(i, metric.name, ri, &reason));
-                    }
+                if let Err(reason) = b.push_number(&ctx, &common, fields.value) {
+                    rejected.add(|| rejection(i, metric.name, ri, &reason));
                 }
             }
         }
-    }
+        Ok(())
+    })?;
     let accepted = b.time.len() as u64;
     Ok(Converted {
         batch: (accepted > 0).then(|| b.finish()),

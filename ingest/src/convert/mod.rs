@@ -36,7 +36,7 @@ use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::Fields;
 use base64::Engine as _;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use strata_storage::schema::{self, list_item};
 
@@ -290,6 +290,59 @@ pub(crate) struct Origin<'a> {
     pub(crate) resource: &'a Rendered,
     pub(crate) scope_name: &'a str,
     pub(crate) scope_version: &'a str,
+}
+
+impl<'a> Origin<'a> {
+    /// The origin of a decoded scope's rows.
+    pub(crate) fn of(
+        resource_attributes: &'a [KeyValue],
+        rendered: &'a Rendered,
+        scope: Option<&'a InstrumentationScope>,
+    ) -> Self {
+        Self {
+            service: service_name(resource_attributes),
+            resource: rendered,
+            scope_name: scope.map_or("", |s| s.name.as_str()),
+            scope_version: scope.map_or("", |s| s.version.as_str()),
+        }
+    }
+}
+
+/// The columns every table takes from a row's [`Origin`], next to each other in each
+/// schema: `service_name`, `resource_attributes`, `scope_name`, `scope_version`.
+pub(crate) struct OriginColumns {
+    service: StringBuilder,
+    resource_attributes: MapColumn,
+    scope_name: StringBuilder,
+    scope_version: StringBuilder,
+}
+
+impl OriginColumns {
+    pub(crate) fn with_capacity(rows: usize) -> Self {
+        Self {
+            service: strings(rows, 16),
+            resource_attributes: MapColumn::with_capacity(rows),
+            scope_name: strings(rows, 16),
+            scope_version: strings(rows, 16),
+        }
+    }
+
+    pub(crate) fn append(&mut self, origin: &Origin<'_>) {
+        self.service.append_value(origin.service);
+        self.resource_attributes.append_rendered(origin.resource);
+        self.scope_name.append_value(origin.scope_name);
+        self.scope_version.append_value(origin.scope_version);
+    }
+
+    /// The four columns, in schema order.
+    pub(crate) fn finish(mut self) -> [ArrayRef; 4] {
+        [
+            Arc::new(self.service.finish()),
+            Arc::new(self.resource_attributes.finish()),
+            Arc::new(self.scope_name.finish()),
+            Arc::new(self.scope_version.finish()),
+        ]
+    }
 }
 
 /// Builds a `Map<Utf8, Utf8>` column one row at a time.

@@ -13,8 +13,8 @@ use strata_storage::schema::{self, UTC};
 
 use super::wire::{self, Fields, Unsupported, once, push_key_value};
 use super::{
-    Attribute, Converted, ListOffsets, MapColumn, Origin, Rejected, Rendered, WireAttr, append_hex,
-    attributes_of, check_id, service_name, strings, struct_array, timestamp,
+    Attribute, Converted, ListOffsets, MapColumn, Origin, OriginColumns, Rejected, Rendered,
+    WireAttr, append_hex, attributes_of, check_id, strings, struct_array, timestamp,
 };
 
 /// The `kind` column's value for a span kind.
@@ -109,10 +109,7 @@ struct SpansBuilder {
     kind: StringBuilder,
     status_code: StringBuilder,
     status_message: StringBuilder,
-    service: StringBuilder,
-    resource_attributes: MapColumn,
-    scope_name: StringBuilder,
-    scope_version: StringBuilder,
+    origin: OriginColumns,
     attributes: MapColumn,
     dropped_attributes: Vec<u32>,
     dropped_events: Vec<u32>,
@@ -149,10 +146,7 @@ impl SpansBuilder {
             kind: strings(rows, 16),
             status_code: strings(rows, 16),
             status_message: strings(rows, 16),
-            service: strings(rows, 16),
-            resource_attributes: MapColumn::with_capacity(rows),
-            scope_name: strings(rows, 16),
-            scope_version: strings(rows, 16),
+            origin: OriginColumns::with_capacity(rows),
             attributes: MapColumn::with_capacity(rows),
             dropped_attributes: Vec::with_capacity(rows),
             dropped_events: Vec::with_capacity(rows),
@@ -203,10 +197,7 @@ impl SpansBuilder {
         self.status_code.append_value(status_name(span.status_code));
         self.status_message
             .append_option((!span.status_message.is_empty()).then_some(span.status_message));
-        self.service.append_value(origin.service);
-        self.resource_attributes.append_rendered(origin.resource);
-        self.scope_name.append_value(origin.scope_name);
-        self.scope_version.append_value(origin.scope_version);
+        self.origin.append(origin);
         self.attributes.append(attributes);
         self.dropped_attributes.push(span.dropped_attributes);
         self.dropped_events.push(span.dropped_events);
@@ -274,6 +265,7 @@ impl SpansBuilder {
             ],
         );
 
+        let [service, resource_attributes, scope_name, scope_version] = b.origin.finish();
         let columns: Vec<ArrayRef> = vec![
             ts(b.time),
             ts(b.end_time),
@@ -287,10 +279,10 @@ impl SpansBuilder {
             Arc::new(b.kind.finish()),
             Arc::new(b.status_code.finish()),
             Arc::new(b.status_message.finish()),
-            Arc::new(b.service.finish()),
-            Arc::new(b.resource_attributes.finish()),
-            Arc::new(b.scope_name.finish()),
-            Arc::new(b.scope_version.finish()),
+            service,
+            resource_attributes,
+            scope_name,
+            scope_version,
             Arc::new(b.attributes.finish()),
             u32s(b.dropped_attributes),
             Arc::new(b.events.finish(
@@ -337,13 +329,7 @@ pub fn spans_to_batch(request: &ExportTraceServiceRequest) -> Converted {
         let resource_attrs = attributes_of(rs.resource.as_ref());
         let rendered = Rendered::new(resource_attrs);
         for ss in &rs.scope_spans {
-            let scope = ss.scope.as_ref();
-            let origin = Origin {
-                service: service_name(resource_attrs),
-                resource: &rendered,
-                scope_name: scope.map_or("", |s| s.name.as_str()),
-                scope_version: scope.map_or("", |s| s.version.as_str()),
-            };
+            let origin = Origin::of(resource_attrs, &rendered, ss.scope.as_ref());
             for (si, span) in ss.spans.iter().enumerate() {
                 if !b.start_span((ri, si), &origin, &SpanFields::of(span), &span.attributes) {
                     continue;
@@ -380,40 +366,30 @@ pub fn spans_to_batch(request: &ExportTraceServiceRequest) -> Converted {
 pub(crate) fn spans_from_protobuf(body: &[u8]) -> wire::Result<Converted> {
     let request = wire::Request::read(body)?;
     let mut b = SpansBuilder::with_capacity(request.items.len());
-    let (mut attrs, mut nested, mut resource_attrs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut attrs, mut nested) = (Vec::new(), Vec::new());
     let (mut events, mut links) = (Vec::new(), Vec::new());
-    for (ri, resource) in request.resources.iter().enumerate() {
-        wire::resource_attributes(resource.resource, &mut resource_attrs)?;
-        let rendered = Rendered::new(&resource_attrs);
-        for scope in &request.scopes[resource.scopes.clone()] {
-            let (scope_name, scope_version) = wire::scope_fields(scope.scope, &mut attrs)?;
-            let origin = Origin {
-                service: service_name(&resource_attrs),
-                resource: &rendered,
-                scope_name,
-                scope_version,
-            };
-            for (si, span) in request.items[scope.items.clone()].iter().enumerate() {
-                let fields = span_fields(span, &mut attrs, &mut events, &mut links)?;
-                let stored = b.start_span((ri, si), &origin, &fields, &attrs);
-                for &event in &events {
-                    let (time, name, dropped) = event_fields(event, &mut nested)?;
-                    if stored {
-                        b.push_event(time, name, &nested, dropped);
-                    }
-                }
-                for &link in &links {
-                    let fields = link_fields(link, &mut nested)?;
-                    if stored {
-                        b.push_link(&fields, &nested);
-                    }
-                }
+    request.for_each_scope(|ri, _, origin, items| {
+        for (si, span) in request.items[items].iter().enumerate() {
+            let fields = span_fields(span, &mut attrs, &mut events, &mut links)?;
+            let stored = b.start_span((ri, si), origin, &fields, &attrs);
+            for &event in &events {
+                let (time, name, dropped) = event_fields(event, &mut nested)?;
                 if stored {
-                    b.end_span();
+                    b.push_event(time, name, &nested, dropped);
                 }
             }
+            for &link in &links {
+                let fields = link_fields(link, &mut nested)?;
+                if stored {
+                    b.push_link(&fields, &nested);
+                }
+            }
+            if stored {
+                b.end_span();
+            }
         }
-    }
+        Ok(())
+    })?;
     Ok(b.finish())
 }
 

@@ -15,7 +15,7 @@ use std::ops::Range;
 use opentelemetry_proto::tonic::common::v1::AnyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
-use super::{AttrValue, WireAttr};
+use super::{AttrValue, Origin, Rendered, WireAttr, service_name};
 
 /// The fast path does not read this input; prost decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,9 +269,36 @@ impl<'a> Request<'a> {
     }
 }
 
+impl<'a> Request<'a> {
+    /// Calls `each` for every scope, in order: the index of its resource, that resource's
+    /// attributes, what the scope's rows share, and the range of its items in
+    /// [`Request::items`].
+    pub(crate) fn for_each_scope(
+        &self,
+        mut each: impl FnMut(usize, &[WireAttr<'a>], &Origin<'_>, Range<usize>) -> Result<()>,
+    ) -> Result<()> {
+        let (mut resource_attrs, mut scope_attrs) = (Vec::new(), Vec::new());
+        for (ri, resource) in self.resources.iter().enumerate() {
+            resource_attributes(resource.resource, &mut resource_attrs)?;
+            let rendered = Rendered::new(&resource_attrs);
+            for scope in &self.scopes[resource.scopes.clone()] {
+                let (scope_name, scope_version) = scope_fields(scope.scope, &mut scope_attrs)?;
+                let origin = Origin {
+                    service: service_name(&resource_attrs),
+                    resource: &rendered,
+                    scope_name,
+                    scope_version,
+                };
+                each(ri, &resource_attrs, &origin, scope.items.clone())?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A `Resource`'s attributes into `attrs` (cleared first; none without a resource). Entity
 /// references are left to prost.
-pub(crate) fn resource_attributes<'a>(
+fn resource_attributes<'a>(
     resource: Option<&'a [u8]>,
     attrs: &mut Vec<WireAttr<'a>>,
 ) -> Result<()> {
@@ -290,7 +317,7 @@ pub(crate) fn resource_attributes<'a>(
 
 /// An `InstrumentationScope`'s name and version (empty without a scope); its attributes are
 /// read (into `attrs`, cleared first) but not stored, as when decoded.
-pub(crate) fn scope_fields<'a>(
+fn scope_fields<'a>(
     scope: Option<&'a [u8]>,
     attrs: &mut Vec<WireAttr<'a>>,
 ) -> Result<(&'a str, &'a str)> {
