@@ -267,9 +267,7 @@ impl<'a> Request<'a> {
         });
         Ok(())
     }
-}
 
-impl<'a> Request<'a> {
     /// Calls `each` for every scope, in order: the index of its resource, that resource's
     /// attributes, what the scope's rows share, and the range of its items in
     /// [`Request::items`].
