@@ -899,6 +899,19 @@ fn reversed(message: &[u8]) -> Vec<u8> {
         .collect()
 }
 
+/// A request of one resource (`service`) and one scope, each encoded after what it holds:
+/// the `items` (field 2 of the scope), then the scope, then the resource.
+fn request_after_items(items: &[Vec<u8>], service: &str) -> Vec<u8> {
+    let items: Vec<u8> = items.iter().flat_map(|item| len_field(2, item)).collect();
+    let scope_items = [items, len_field(1, &encoded(&scope().unwrap()))].concat();
+    let resource_items = [
+        len_field(2, &scope_items),
+        len_field(1, &encoded(&resource(service).unwrap())),
+    ]
+    .concat();
+    len_field(1, &resource_items)
+}
+
 /// The rows prost and the conversion of the decoded request give, or prost's error.
 fn decoded_rows(body: &[u8]) -> Result<Converted, String> {
     let request = <ExportTraceServiceRequest as prost::Message>::decode(body);
@@ -1107,17 +1120,11 @@ fn log_records_are_read_from_protobuf_in_any_order() {
     };
     let mut rejected = record(s("x"));
     rejected.span_id.pop();
-    let records: Vec<u8> = [record(s("GET /")), record(Value::IntValue(3)), rejected]
+    let records: Vec<Vec<u8>> = [record(s("GET /")), record(Value::IntValue(3)), rejected]
         .iter()
-        .flat_map(|r| len_field(2, &reversed(&encoded(r))))
+        .map(|r| reversed(&encoded(r)))
         .collect();
-    let scope_logs = [records, len_field(1, &encoded(&scope().unwrap()))].concat();
-    let resource_logs = [
-        len_field(2, &scope_logs),
-        len_field(1, &encoded(&resource("api").unwrap())),
-    ]
-    .concat();
-    let body = len_field(1, &resource_logs);
+    let body = request_after_items(&records, "api");
     let read = logs_from_protobuf(&body, 7).expect("read by the fast path");
     let decoded = <ExportLogsServiceRequest as prost::Message>::decode(&body[..]).unwrap();
     assert_eq!(read, logs_to_batch(&decoded, 7));
@@ -1190,17 +1197,10 @@ fn gauges_and_sums_are_read_from_protobuf_in_any_order() {
         len_field(5, &len_field(1, &both_values)),
     ]
     .concat();
-    let metrics_bytes = [reversed_metric(&gauge), reversed_metric(&sum), both]
-        .iter()
-        .flat_map(|m| len_field(2, m))
-        .collect::<Vec<u8>>();
-    let scope_metrics = [metrics_bytes, len_field(1, &encoded(&scope().unwrap()))].concat();
-    let resource_metrics = [
-        len_field(2, &scope_metrics),
-        len_field(1, &encoded(&resource("db").unwrap())),
-    ]
-    .concat();
-    let body = len_field(1, &resource_metrics);
+    let body = request_after_items(
+        &[reversed_metric(&gauge), reversed_metric(&sum), both],
+        "db",
+    );
     let read = metrics_from_protobuf(&body).expect("read by the fast path");
     let decoded = <ExportMetricsServiceRequest as prost::Message>::decode(&body[..]).unwrap();
     assert_eq!(read, metrics_to_batch(&decoded));

@@ -227,19 +227,8 @@ impl<'a> Request<'a> {
     }
 
     fn read_resource(&mut self, buf: &'a [u8]) -> Result<()> {
-        let mut resource = None;
         let first_scope = self.scopes.len();
-        for field in Fields::new(buf) {
-            match field? {
-                (1, f) => once(&mut resource, f)?,
-                (2, f) => self.read_scope(f.bytes()?)?,
-                // schema_url
-                (3, f) => {
-                    f.string()?;
-                }
-                _ => return Err(Unsupported),
-            }
-        }
+        let resource = outline(buf, |scope| self.read_scope(scope))?;
         self.resources.push(ResourceSlices {
             resource,
             scopes: first_scope..self.scopes.len(),
@@ -248,19 +237,11 @@ impl<'a> Request<'a> {
     }
 
     fn read_scope(&mut self, buf: &'a [u8]) -> Result<()> {
-        let mut scope = None;
         let first_item = self.items.len();
-        for field in Fields::new(buf) {
-            match field? {
-                (1, f) => once(&mut scope, f)?,
-                (2, f) => self.items.push(f.bytes()?),
-                // schema_url
-                (3, f) => {
-                    f.string()?;
-                }
-                _ => return Err(Unsupported),
-            }
-        }
+        let scope = outline(buf, |item| {
+            self.items.push(item);
+            Ok(())
+        })?;
         self.scopes.push(ScopeSlices {
             scope,
             items: first_item..self.items.len(),
@@ -292,6 +273,26 @@ impl<'a> Request<'a> {
         }
         Ok(())
     }
+}
+
+/// A `Resource…` or `Scope…` message: its resource or scope (field 1), returned, each of
+/// its children (field 2) handed to `child`, and its schema URL (field 3), checked.
+fn outline<'a>(
+    buf: &'a [u8],
+    mut child: impl FnMut(&'a [u8]) -> Result<()>,
+) -> Result<Option<&'a [u8]>> {
+    let mut first = None;
+    for field in Fields::new(buf) {
+        match field? {
+            (1, f) => once(&mut first, f)?,
+            (2, f) => child(f.bytes()?)?,
+            (3, f) => {
+                f.string()?;
+            }
+            _ => return Err(Unsupported),
+        }
+    }
+    Ok(first)
 }
 
 /// A `Resource`'s attributes into `attrs` (cleared first; none without a resource). Entity
