@@ -2,17 +2,15 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, Int32Array, RecordBatch, StringBuilder, TimestampNanosecondArray, UInt32Array,
-};
+use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringBuilder, UInt32Array};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use strata_storage::schema::{self, UTC};
+use strata_storage::schema;
 
 use super::wire::{self, Fields, Unsupported, once, push_key_value};
 use super::{
     AttrValue, Attribute, Converted, MapColumn, Origin, OriginColumns, Rejected, Rendered,
-    WireAttr, append_hex, attributes_of, check_id, strings, timestamp,
+    WireAttr, append_hex, attributes_of, check_id, strings, timestamp, timestamps,
 };
 
 /// The fields of a log record other than its attributes, borrowed from a decoded record or
@@ -141,18 +139,13 @@ impl LogsBuilder {
         self.dropped_attributes.push(record.dropped_attributes);
     }
 
-    fn finish(self) -> Converted {
-        let accepted = self.time.len() as u64;
-        if accepted == 0 {
-            return Converted {
-                batch: None,
-                accepted,
-                rejected: self.rejected,
-            };
-        }
-        let ts = |v: Vec<i64>| -> ArrayRef {
-            Arc::new(TimestampNanosecondArray::from(v).with_timezone(UTC))
-        };
+    fn finish(mut self) -> Converted {
+        let rejected = std::mem::take(&mut self.rejected);
+        Converted::of(self.time.len() as u64, rejected, || self.batch())
+    }
+
+    fn batch(self) -> RecordBatch {
+        let ts = timestamps;
         let mut b = self;
         let [service, resource_attributes, scope_name, scope_version] = b.origin.finish();
         let columns: Vec<ArrayRef> = vec![
@@ -172,13 +165,8 @@ impl LogsBuilder {
             Arc::new(b.attributes.finish()),
             Arc::new(UInt32Array::from(b.dropped_attributes)),
         ];
-        let batch = RecordBatch::try_new(schema::logs_schema(), columns)
-            .expect("columns are built to the logs schema");
-        Converted {
-            batch: Some(batch),
-            accepted,
-            rejected: b.rejected,
-        }
+        RecordBatch::try_new(schema::logs_schema(), columns)
+            .expect("columns are built to the logs schema")
     }
 }
 

@@ -19,7 +19,7 @@ use strata_storage::schema::{self, UTC, list_item};
 use super::wire::{self, Fields, Unsupported, push_key_value};
 use super::{
     Attribute, Converted, ListOffsets, MapColumn, Origin, OriginColumns, Rejected, Rendered,
-    WireAttr, append_hex, attributes_of, strings, struct_array, timestamp,
+    WireAttr, append_hex, attributes_of, strings, struct_array, timestamp, timestamps,
 };
 
 /// The `aggregation_temporality` column's value.
@@ -315,9 +315,7 @@ impl Builder {
     }
 
     fn finish(mut self) -> RecordBatch {
-        let ts = |v: Vec<i64>| -> ArrayRef {
-            Arc::new(TimestampNanosecondArray::from(v).with_timezone(UTC))
-        };
+        let ts = timestamps;
         let quantile_values = struct_array(
             schema::quantile_fields(),
             vec![
@@ -554,12 +552,7 @@ pub fn metrics_to_batch(request: &ExportMetricsServiceRequest) -> Converted {
         }
     }
 
-    let accepted = b.time.len() as u64;
-    Converted {
-        batch: (accepted > 0).then(|| b.finish()),
-        accepted,
-        rejected,
-    }
+    Converted::of(b.time.len() as u64, rejected, || b.finish())
 }
 
 /// A metric of a protobuf-encoded request as the fast path reads it: a gauge or a sum,
@@ -727,10 +720,5 @@ pub(crate) fn metrics_from_protobuf(body: &[u8]) -> wire::Result<Converted> {
         }
         Ok(())
     })?;
-    let accepted = b.time.len() as u64;
-    Ok(Converted {
-        batch: (accepted > 0).then(|| b.finish()),
-        accepted,
-        rejected,
-    })
+    Ok(Converted::of(b.time.len() as u64, rejected, || b.finish()))
 }

@@ -51,6 +51,26 @@ pub struct Converted {
     pub rejected: Rejected,
 }
 
+impl Converted {
+    /// `accepted` items, whose rows `batch` builds (called only when there are any).
+    pub(crate) fn of(
+        accepted: u64,
+        rejected: Rejected,
+        batch: impl FnOnce() -> arrow::array::RecordBatch,
+    ) -> Self {
+        Self {
+            batch: (accepted > 0).then(batch),
+            accepted,
+            rejected,
+        }
+    }
+}
+
+/// A UTC nanosecond timestamp column.
+pub(crate) fn timestamps(values: Vec<i64>) -> ArrayRef {
+    Arc::new(arrow::array::TimestampNanosecondArray::from(values).with_timezone(schema::UTC))
+}
+
 /// Items of a request that could not be stored.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Rejected {

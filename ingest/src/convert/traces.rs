@@ -2,19 +2,17 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, Int64Array, RecordBatch, StringBuilder, TimestampNanosecondArray, UInt32Array,
-};
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringBuilder, UInt32Array};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use strata_storage::schema::{self, UTC};
+use strata_storage::schema;
 
 use super::wire::{self, Fields, Unsupported, once, push_key_value};
 use super::{
     Attribute, Converted, ListOffsets, MapColumn, Origin, OriginColumns, Rejected, Rendered,
-    WireAttr, append_hex, attributes_of, check_id, strings, struct_array, timestamp,
+    WireAttr, append_hex, attributes_of, check_id, strings, struct_array, timestamp, timestamps,
 };
 
 /// The `kind` column's value for a span kind.
@@ -229,18 +227,13 @@ impl SpansBuilder {
         self.links.push(self.ln_flags.len());
     }
 
-    fn finish(self) -> Converted {
-        let accepted = self.time.len() as u64;
-        if accepted == 0 {
-            return Converted {
-                batch: None,
-                accepted,
-                rejected: self.rejected,
-            };
-        }
-        let ts = |v: Vec<i64>| -> ArrayRef {
-            Arc::new(TimestampNanosecondArray::from(v).with_timezone(UTC))
-        };
+    fn finish(mut self) -> Converted {
+        let rejected = std::mem::take(&mut self.rejected);
+        Converted::of(self.time.len() as u64, rejected, || self.batch())
+    }
+
+    fn batch(self) -> RecordBatch {
+        let ts = timestamps;
         let u32s = |v: Vec<u32>| -> ArrayRef { Arc::new(UInt32Array::from(v)) };
         let mut b = self;
 
@@ -296,13 +289,8 @@ impl SpansBuilder {
             )),
             u32s(b.dropped_links),
         ];
-        let batch = RecordBatch::try_new(schema::spans_schema(), columns)
-            .expect("columns are built to the spans schema");
-        Converted {
-            batch: Some(batch),
-            accepted,
-            rejected: b.rejected,
-        }
+        RecordBatch::try_new(schema::spans_schema(), columns)
+            .expect("columns are built to the spans schema")
     }
 }
 
