@@ -30,22 +30,25 @@ pub trait OtlpSignal: Send + Sync + 'static {
 
     fn convert(request: &Self::Request, received_ns: i64) -> Converted;
 
+    /// Converts a protobuf-encoded request straight from its bytes (`convert/wire.rs`); `None`
+    /// when the reader leaves it to prost. What it returns is what `convert_protobuf`'s
+    /// decoding would give.
+    fn read_protobuf(body: &[u8], received_ns: i64) -> Option<Converted>;
+
     /// Decodes a protobuf-encoded request and converts it: the rows of
-    /// `convert(&Request::decode(body)?)`.
+    /// `convert(&Request::decode(body)?)`, read straight from the bytes where the reader can.
     fn convert_protobuf(body: &[u8], received_ns: i64) -> Result<Converted, prost::DecodeError> {
-        decode_and_convert::<Self>(body, received_ns)
+        match Self::read_protobuf(body, received_ns) {
+            Some(converted) => Ok(converted),
+            None => {
+                let request = <Self::Request as prost::Message>::decode(body)?;
+                Ok(Self::convert(&request, received_ns))
+            }
+        }
     }
     fn response(rejected: &Rejected) -> Self::Response;
     fn decode_json(body: &[u8]) -> Result<Self::Request, JsonError>;
     fn encode_json(response: &Self::Response) -> Vec<u8>;
-}
-
-fn decode_and_convert<S: OtlpSignal + ?Sized>(
-    body: &[u8],
-    received_ns: i64,
-) -> Result<Converted, prost::DecodeError> {
-    let request = <S::Request as prost::Message>::decode(body)?;
-    Ok(S::convert(&request, received_ns))
 }
 
 /// `opentelemetry.proto.collector.trace.v1.TraceService`.
@@ -66,10 +69,8 @@ impl OtlpSignal for Traces {
     fn convert(request: &Self::Request, _received_ns: i64) -> Converted {
         convert::spans_to_batch(request)
     }
-    /// Read straight from the protobuf bytes when it can be (`convert/wire.rs`).
-    fn convert_protobuf(body: &[u8], received_ns: i64) -> Result<Converted, prost::DecodeError> {
-        convert::spans_from_protobuf(body)
-            .or_else(|_unsupported| decode_and_convert::<Self>(body, received_ns))
+    fn read_protobuf(body: &[u8], _received_ns: i64) -> Option<Converted> {
+        convert::spans_from_protobuf(body).ok()
     }
     fn response(rejected: &Rejected) -> Self::Response {
         ExportTraceServiceResponse {
@@ -98,10 +99,8 @@ impl OtlpSignal for Logs {
     fn convert(request: &Self::Request, received_ns: i64) -> Converted {
         convert::logs_to_batch(request, received_ns)
     }
-    /// Read straight from the protobuf bytes when it can be (`convert/wire.rs`).
-    fn convert_protobuf(body: &[u8], received_ns: i64) -> Result<Converted, prost::DecodeError> {
-        convert::logs_from_protobuf(body, received_ns)
-            .or_else(|_unsupported| decode_and_convert::<Self>(body, received_ns))
+    fn read_protobuf(body: &[u8], received_ns: i64) -> Option<Converted> {
+        convert::logs_from_protobuf(body, received_ns).ok()
     }
     fn response(rejected: &Rejected) -> Self::Response {
         ExportLogsServiceResponse {
@@ -131,10 +130,9 @@ impl OtlpSignal for Metrics {
     fn convert(request: &Self::Request, _received_ns: i64) -> Converted {
         convert::metrics_to_batch(request)
     }
-    /// Gauges and sums are read straight from the protobuf bytes (`convert/wire.rs`).
-    fn convert_protobuf(body: &[u8], received_ns: i64) -> Result<Converted, prost::DecodeError> {
-        convert::metrics_from_protobuf(body)
-            .or_else(|_unsupported| decode_and_convert::<Self>(body, received_ns))
+    /// Gauges and sums; other metric types are left to prost.
+    fn read_protobuf(body: &[u8], _received_ns: i64) -> Option<Converted> {
+        convert::metrics_from_protobuf(body).ok()
     }
     fn response(rejected: &Rejected) -> Self::Response {
         ExportMetricsServiceResponse {
