@@ -14,7 +14,9 @@
 //!   every batch kept for the next stages; `convert_warm`: the same, each batch dropped once
 //!   built (the node's steady state), best of three passes;
 //! - parquet: convert, then split by hour, sort and encode Parquet (`strata_storage::parquet_file`);
-//! - wal_encode: the WAL record of each converted request (`strata_storage::wal::encode_payload`).
+//! - wal_encode: the rows form of each converted request's WAL record
+//!   (`strata_storage::wal::encode_payload`). The receivers write it only for OTLP/JSON bodies
+//!   and metrics the series limit cut; a protobuf request's record keeps the request's bytes.
 
 use std::time::Instant;
 

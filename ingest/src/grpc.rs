@@ -105,8 +105,14 @@ impl<S: OtlpSignal> UnaryService<Undecoded<S>> for ExportHandler<S> {
                 let len = undecoded.bytes.len();
                 // Held until the rows are written (or refused): bounds what is decoded at once.
                 let _inflight = ingestor.reserve_inflight(len).await?;
+                let protobuf = Some(undecoded.bytes.clone());
                 ingestor
-                    .export::<S>(&tenant, move |received| undecoded.convert(received), len)
+                    .export::<S>(
+                        &tenant,
+                        move |received| undecoded.convert(received),
+                        len,
+                        protobuf,
+                    )
                     .await
             }
             .await

@@ -187,12 +187,13 @@ async fn decode_and_export<S: OtlpSignal>(
     let len = body.len();
     let response = match format {
         Format::Protobuf => {
+            let protobuf = Some(body.clone());
             let convert = move |received| {
                 S::convert_protobuf(&body, received)
                     .map_err(|e| IngestError::Decode(format!("invalid protobuf body: {e}")))
             };
             ingestor
-                .export::<S>(tenant, convert, len)
+                .export::<S>(tenant, convert, len, protobuf)
                 .await?
                 .encode_to_vec()
         }
@@ -202,7 +203,7 @@ async fn decode_and_export<S: OtlpSignal>(
                     .map(|request| S::convert(&request, received))
                     .map_err(|e| IngestError::Decode(format!("invalid OTLP/JSON body: {e}")))
             };
-            S::encode_json(&ingestor.export::<S>(tenant, convert, len).await?)
+            S::encode_json(&ingestor.export::<S>(tenant, convert, len, None).await?)
         }
     };
     Ok(response)

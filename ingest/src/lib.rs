@@ -27,6 +27,8 @@ mod signal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use strata_storage::wal::SourceRequest;
 use strata_storage::{PerTenant, Signal, Storage, TenantId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -37,7 +39,7 @@ pub use auth::{Auth, AuthError, Principal};
 pub use error::{IngestError, Result};
 pub use metrics::IngestMetrics;
 pub use refusal_log::RateLimitedLog;
-pub use signal::{Logs, Metrics, OtlpSignal, Traces};
+pub use signal::{Logs, Metrics, OtlpSignal, Traces, wal_decoder};
 
 /// Default limit on a request body, counted after decompression (20 MiB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
@@ -215,6 +217,11 @@ impl Ingestor {
     /// what can be stored of it and builds the OTLP response, with a `partial_success` when
     /// items were rejected.
     ///
+    /// `protobuf` is the request's body when `convert` is [`OtlpSignal::convert_protobuf`] of
+    /// it: the WAL then keeps the body rather than the rows, and replays it with
+    /// [`wal_decoder`] (unless the series limit dropped some of its points, when the stored
+    /// rows are no longer the conversion of the body alone).
+    ///
     /// The request is decoded, converted and dropped on one thread: the allocator then frees
     /// its many small strings locally instead of handing them back across threads.
     pub async fn export<S: OtlpSignal>(
@@ -222,6 +229,7 @@ impl Ingestor {
         tenant: &TenantId,
         convert: impl FnOnce(i64) -> Result<Converted> + Send + 'static,
         body_bytes: usize,
+        mut protobuf: Option<Bytes>,
     ) -> Result<S::Response> {
         let received = chrono_now_ns();
         let convert = move || convert(received);
@@ -257,9 +265,18 @@ impl Ingestor {
                 .filter_series(tenant, batch, &mut converted.rejected, now)
                 .map_err(|e| IngestError::Internal(e.to_string()))?;
             converted.accepted -= converted.rejected.count - before;
+            if converted.rejected.count > before {
+                protobuf = None;
+            }
         }
         if let Some(batch) = converted.batch {
-            self.storage.write(tenant, S::SIGNAL, batch).await?;
+            let source = protobuf.map(|protobuf| SourceRequest {
+                received_ns: received,
+                protobuf,
+            });
+            self.storage
+                .write_converted(tenant, S::SIGNAL, batch, source)
+                .await?;
         }
         self.metrics
             .items

@@ -1,5 +1,6 @@
 //! The three OTLP export services, as one trait so that each receiver is written once.
 
+use arrow::array::RecordBatch;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -11,6 +12,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use strata_proto::json::{self, JsonError};
 use strata_storage::Signal;
+use strata_storage::wal::RequestDecoder;
 
 use crate::convert::{self, Converted, Rejected};
 
@@ -49,6 +51,22 @@ pub trait OtlpSignal: Send + Sync + 'static {
     fn response(rejected: &Rejected) -> Self::Response;
     fn decode_json(body: &[u8]) -> Result<Self::Request, JsonError>;
     fn encode_json(response: &Self::Response) -> Vec<u8>;
+}
+
+/// The conversion the WAL replays its request records with (see [`strata_storage::wal`]):
+/// [`OtlpSignal::convert_protobuf`] of the record's signal, keeping the rows it accepted —
+/// what [`crate::Ingestor::export`] wrote from the same bytes and receive time.
+pub fn wal_decoder() -> RequestDecoder {
+    fn rows<S: OtlpSignal>(body: &[u8], received_ns: i64) -> Result<Option<RecordBatch>, String> {
+        S::convert_protobuf(body, received_ns)
+            .map(|converted| converted.batch)
+            .map_err(|e| format!("invalid protobuf message: {e}"))
+    }
+    RequestDecoder::new(|signal, body, received_ns| match signal {
+        Signal::Spans => rows::<Traces>(body, received_ns),
+        Signal::Logs => rows::<Logs>(body, received_ns),
+        Signal::Metrics => rows::<Metrics>(body, received_ns),
+    })
 }
 
 /// `opentelemetry.proto.collector.trace.v1.TraceService`.

@@ -315,6 +315,7 @@ async fn build_storage(
         segment_bytes: config.wal_segment_bytes,
         max_bytes: config.wal_max_bytes,
         sync_delay: config.wal_sync_delay,
+        decoder: Some(strata_ingest::wal_decoder()),
     };
     let storage = Storage::open(
         opened.store,

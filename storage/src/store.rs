@@ -17,7 +17,7 @@ use crate::maintenance::{MaintenanceConfig, MaintenanceStats};
 use crate::memory::{self, MemoryLimit};
 use crate::parquet_file::{self, encode, object_path, partition_and_sort};
 use crate::schema::schema_for;
-use crate::wal::{Wal, WalConfig, WalRecord, WalStats};
+use crate::wal::{SourceRequest, Wal, WalConfig, WalRecord, WalStats};
 use crate::{Error, Result, Signal, TenantId};
 
 /// How the engine buffers, logs and flushes.
@@ -381,6 +381,7 @@ impl Storage {
             replayed,
             already_in_parquet = skipped,
             corrupt_tails = replay.corrupt_tails,
+            refused_requests = replay.refused_requests,
             bytes_cut = replay.bytes_cut,
             next_seq,
             "replayed WAL"
@@ -576,6 +577,18 @@ impl Storage {
     /// reservation is handed to the WAL writer, which releases it once the batch is in the
     /// buffer (or the append failed).
     pub async fn write(&self, tenant: &TenantId, signal: Signal, batch: RecordBatch) -> Result<()> {
+        self.write_converted(tenant, signal, batch, None).await
+    }
+
+    /// [`Storage::write`] of the rows converted from `source`: the WAL then keeps the request
+    /// rather than the rows, when it has a decoder to replay it with (see [`crate::wal`]).
+    pub async fn write_converted(
+        &self,
+        tenant: &TenantId,
+        signal: Signal,
+        batch: RecordBatch,
+        source: Option<SourceRequest>,
+    ) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -591,7 +604,7 @@ impl Storage {
                 // The WAL writer inserts into the buffer once the record is durable, then
                 // drops the reservation.
                 let result = wal
-                    .append_holding(tenant.clone(), signal, batch, reservation)
+                    .append_holding(tenant.clone(), signal, batch, source, reservation)
                     .await;
                 if matches!(result, Err(Error::WalFull)) {
                     self.stats

@@ -6,10 +6,18 @@
 //!
 //! ```text
 //! u32 payload length | u32 CRC-32 of the payload | payload
-//! payload = u8 format version | u64 sequence number | u8 signal | u8 tenant length | tenant
-//!         | LZ4 block (size-prefixed) of: u32 IPC metadata length | Arrow IPC record-batch
-//!           message | Arrow IPC body
+//! payload = u8 format | u64 sequence number | u8 signal | u8 tenant length | tenant | rows
+//! rows, format 1 = LZ4 block (size-prefixed) of: u32 IPC metadata length | Arrow IPC
+//!                  record-batch message | Arrow IPC body
+//! rows, format 2 = i64 time received (ns since the epoch) | the OTLP request (protobuf)
 //! ```
+//!
+//! A format-2 record keeps the request the rows were converted from, as the receiver got it
+//! (after content decoding), instead of the rows: writing it costs a copy, where encoding the
+//! rows costs as much as a tenth of the node's CPU. Replay turns it back into the same rows
+//! with the [`RequestDecoder`] of [`WalConfig`], which runs the receivers' conversion on the
+//! same bytes and receive time. Rows that are not a function of those alone (converted from
+//! OTLP/JSON, or metrics some of which the series limit refused) are written in format 1.
 //!
 //! Sequence numbers grow by one per record across segments and restarts. The schema is not
 //! written: it is the signal's table schema, pinned by the format version.
@@ -25,7 +33,10 @@
 //! ## Recovery
 //! On start every segment is read in order. A record whose length runs past the end of the
 //! file or whose checksum does not match ends its segment: the file is cut there, the cut is
-//! counted and logged, and the node starts. Writing always resumes in a fresh segment.
+//! counted and logged, and the node starts. Writing always resumes in a fresh segment. A
+//! format-2 record whose request the decoder refuses (it was accepted when written, so only a
+//! change of the conversion can do this) is logged, counted and skipped; the records after it
+//! are intact and replayed. A format-2 record without a decoder stops the start.
 //!
 //! ## Deletion
 //! A sealed segment is deleted once every record in it is older than the oldest record still
@@ -44,14 +55,18 @@ use arrow::array::RecordBatch;
 use arrow::buffer::Buffer;
 use arrow::ipc::MetadataVersion;
 use arrow::ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions};
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::schema::schema_for;
 use crate::{Error, Result, Signal, TenantId};
 
-/// Version byte of the record payload; bump when the layout or a table schema changes.
-const FORMAT_VERSION: u8 = 1;
+/// Format byte of a record holding rows (Arrow IPC); bump when the layout or a table schema
+/// changes.
+const ROWS_FORMAT: u8 = 1;
+/// Format byte of a record holding the OTLP request the rows were converted from.
+const REQUEST_FORMAT: u8 = 2;
 /// Bytes before the payload: length and checksum.
 const FRAME_HEADER: usize = 8;
 /// Refuse to read a record claiming more than this (a corrupt length).
@@ -69,6 +84,9 @@ pub struct WalConfig {
     /// How long the writer waits for more records before an fsync (0: sync at once, grouping
     /// only what queued up during the previous sync).
     pub sync_delay: Duration,
+    /// Turns the requests of format-2 records back into rows. Without one, every record is
+    /// written in format 1, and a WAL holding format-2 records cannot be replayed.
+    pub decoder: Option<RequestDecoder>,
 }
 
 impl WalConfig {
@@ -78,8 +96,54 @@ impl WalConfig {
             segment_bytes: 64 * 1024 * 1024,
             max_bytes: 8 * 1024 * 1024 * 1024,
             sync_delay: Duration::ZERO,
+            decoder: None,
         }
     }
+}
+
+/// The conversion a format-2 record is replayed with: from a signal's OTLP request
+/// (protobuf) and the time it was received to the rows written from it, `None` when it had
+/// none. It must be the conversion the receivers ran when the record was written.
+#[derive(Clone)]
+pub struct RequestDecoder(Arc<DecodeFn>);
+
+type DecodeFn =
+    dyn Fn(Signal, &[u8], i64) -> std::result::Result<Option<RecordBatch>, String> + Send + Sync;
+
+impl RequestDecoder {
+    pub fn new(
+        decode: impl Fn(Signal, &[u8], i64) -> std::result::Result<Option<RecordBatch>, String>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        Self(Arc::new(decode))
+    }
+
+    pub fn decode(
+        &self,
+        signal: Signal,
+        request: &[u8],
+        received_ns: i64,
+    ) -> std::result::Result<Option<RecordBatch>, String> {
+        (self.0)(signal, request, received_ns)
+    }
+}
+
+impl std::fmt::Debug for RequestDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestDecoder")
+    }
+}
+
+/// The OTLP request a batch was converted from: what a format-2 record keeps instead of the
+/// batch.
+#[derive(Debug, Clone)]
+pub struct SourceRequest {
+    /// When the receiver got it (ns since the epoch), as given to the conversion.
+    pub received_ns: i64,
+    /// The request's protobuf bytes, after content decoding.
+    pub protobuf: Bytes,
 }
 
 /// A record read back from, or just written to, the WAL.
@@ -102,6 +166,8 @@ pub struct Replay {
     pub corrupt_tails: u64,
     /// Bytes cut off those segments.
     pub bytes_cut: u64,
+    /// Format-2 records whose request the decoder refused (skipped).
+    pub refused_requests: u64,
     /// The segment files found, oldest first, to hand to [`Wal::start`].
     pub segments: Vec<Segment>,
 }
@@ -136,8 +202,10 @@ struct Append {
     tenant: TenantId,
     signal: Signal,
     batch: RecordBatch,
-    /// The payload without its sequence number (the writer fills it in).
+    /// The payload without its sequence number (the writer fills it in), up to `request`.
     payload: Vec<u8>,
+    /// The rest of a format-2 payload: the request, written as it is (empty in format 1).
+    request: Bytes,
     done: oneshot::Sender<Result<u64>>,
     /// Dropped once the record has been applied or has failed, whatever happens to the
     /// appender meanwhile (the buffer's memory reservation of the record).
@@ -212,13 +280,7 @@ pub fn encode_payload(tenant: &TenantId, signal: Signal, batch: &RecordBatch) ->
         message.extend_from_slice(&encoded.ipc_message);
         message.extend_from_slice(&encoded.arrow_data);
         let compressed = lz4_flex::block::compress_prepend_size(message);
-        let tenant = tenant.as_str().as_bytes();
-        let mut payload = Vec::with_capacity(12 + tenant.len() + compressed.len());
-        payload.push(FORMAT_VERSION);
-        payload.extend_from_slice(&0u64.to_le_bytes());
-        payload.push(signal_code(signal));
-        payload.push(tenant.len() as u8);
-        payload.extend_from_slice(tenant);
+        let mut payload = payload_head(ROWS_FORMAT, tenant, signal, compressed.len());
         payload.extend_from_slice(&compressed);
         // Only the buffers of ordinary records are kept: a large one would stay allocated
         // on its thread.
@@ -230,29 +292,71 @@ pub fn encode_payload(tenant: &TenantId, signal: Signal, batch: &RecordBatch) ->
     })
 }
 
-/// Decodes a payload written by [`encode_payload`].
-pub fn decode_payload(payload: &[u8]) -> std::result::Result<WalRecord, String> {
-    let mut r = payload;
-    let take = |r: &mut &[u8], n: usize| -> std::result::Result<Vec<u8>, String> {
+/// The start of a payload, up to its rows, with room for `rows` more bytes.
+fn payload_head(format: u8, tenant: &TenantId, signal: Signal, rows: usize) -> Vec<u8> {
+    let tenant = tenant.as_str().as_bytes();
+    let mut payload = Vec::with_capacity(11 + tenant.len() + rows);
+    payload.push(format);
+    payload.extend_from_slice(&0u64.to_le_bytes());
+    payload.push(signal_code(signal));
+    payload.push(tenant.len() as u8);
+    payload.extend_from_slice(tenant);
+    payload
+}
+
+/// The payload of a format-2 record up to its request, with a zero sequence number.
+pub fn encode_request_head(tenant: &TenantId, signal: Signal, received_ns: i64) -> Vec<u8> {
+    let mut payload = payload_head(REQUEST_FORMAT, tenant, signal, 8);
+    payload.extend_from_slice(&received_ns.to_le_bytes());
+    payload
+}
+
+/// A payload read back: rows, or the request they were converted from.
+#[derive(Debug)]
+pub enum Payload<'a> {
+    Rows(WalRecord),
+    Request {
+        seq: u64,
+        tenant: TenantId,
+        signal: Signal,
+        received_ns: i64,
+        protobuf: &'a [u8],
+    },
+}
+
+/// Reads a payload written by [`encode_payload`], or by [`encode_request_head`] followed by
+/// the request.
+pub fn decode_payload(payload: &[u8]) -> std::result::Result<Payload<'_>, String> {
+    fn take<'a>(r: &mut &'a [u8], n: usize) -> std::result::Result<&'a [u8], String> {
         if r.len() < n {
             return Err("record is shorter than its fields".into());
         }
         let (head, tail) = r.split_at(n);
         *r = tail;
-        Ok(head.to_vec())
-    };
-    let version = take(&mut r, 1)?[0];
-    if version != FORMAT_VERSION {
-        return Err(format!("unknown WAL format version {version}"));
+        Ok(head)
+    }
+    let mut r = payload;
+    let format = take(&mut r, 1)?[0];
+    if format != ROWS_FORMAT && format != REQUEST_FORMAT {
+        return Err(format!("unknown WAL record format {format}"));
     }
     let seq = u64::from_le_bytes(take(&mut r, 8)?.try_into().expect("8 bytes"));
     let signal = signal_from_code(take(&mut r, 1)?[0]).ok_or("unknown signal code")?;
     let tenant_len = take(&mut r, 1)?[0] as usize;
-    let tenant_bytes = take(&mut r, tenant_len)?;
-    let tenant = std::str::from_utf8(&tenant_bytes)
+    let tenant = std::str::from_utf8(take(&mut r, tenant_len)?)
         .ok()
         .and_then(|t| TenantId::new(t).ok())
         .ok_or("invalid tenant id")?;
+    if format == REQUEST_FORMAT {
+        let received_ns = i64::from_le_bytes(take(&mut r, 8)?.try_into().expect("8 bytes"));
+        return Ok(Payload::Request {
+            seq,
+            tenant,
+            signal,
+            received_ns,
+            protobuf: r,
+        });
+    }
     // The size prefix is checked against the limit before anything is allocated for it.
     if r.len() < 4 {
         return Err("record is shorter than its fields".into());
@@ -265,7 +369,7 @@ pub fn decode_payload(payload: &[u8]) -> std::result::Result<WalRecord, String> 
     let mut m = message.as_slice();
     let meta_len = u32::from_le_bytes(take(&mut m, 4)?.try_into().expect("4 bytes")) as usize;
     let meta = take(&mut m, meta_len)?;
-    let ipc = arrow::ipc::root_as_message(&meta).map_err(|e| format!("IPC message: {e}"))?;
+    let ipc = arrow::ipc::root_as_message(meta).map_err(|e| format!("IPC message: {e}"))?;
     let header = ipc
         .header_as_record_batch()
         .ok_or("IPC message is not a record batch")?;
@@ -279,12 +383,12 @@ pub fn decode_payload(payload: &[u8]) -> std::result::Result<WalRecord, String> 
         &MetadataVersion::V5,
     )
     .map_err(|e| format!("IPC body: {e}"))?;
-    Ok(WalRecord {
+    Ok(Payload::Rows(WalRecord {
         seq,
         tenant,
         signal,
         batch,
-    })
+    }))
 }
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -309,7 +413,11 @@ fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 }
 
 /// Reads one segment; cuts it at the first torn or corrupt record.
-fn read_segment(path: &Path, replay: &mut Replay) -> io::Result<(Vec<WalRecord>, u64)> {
+fn read_segment(
+    path: &Path,
+    decoder: Option<&RequestDecoder>,
+    replay: &mut Replay,
+) -> io::Result<(Vec<WalRecord>, u64)> {
     let mut data = Vec::new();
     File::open(path)?.read_to_end(&mut data)?;
     let mut records = Vec::new();
@@ -334,7 +442,38 @@ fn read_segment(path: &Path, replay: &mut Replay) -> io::Result<(Vec<WalRecord>,
             break;
         }
         match decode_payload(payload) {
-            Ok(record) => records.push(record),
+            Ok(Payload::Rows(record)) => records.push(record),
+            Ok(Payload::Request {
+                seq,
+                tenant,
+                signal,
+                received_ns,
+                protobuf,
+            }) => {
+                let Some(decoder) = decoder else {
+                    return Err(io::Error::other(format!(
+                        "{}: record {seq} holds an OTLP request, and no request decoder is \
+                         configured to replay it",
+                        path.display()
+                    )));
+                };
+                match decoder.decode(signal, protobuf, received_ns) {
+                    Ok(Some(batch)) => records.push(WalRecord {
+                        seq,
+                        tenant,
+                        signal,
+                        batch,
+                    }),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(
+                            path = %path.display(), seq, %tenant, %signal, error = %e,
+                            "WAL record's request is refused by the conversion; skipping it"
+                        );
+                        replay.refused_requests += 1;
+                    }
+                }
+            }
             Err(e) => {
                 tracing::error!(path = %path.display(), offset, error = %e, "undecodable WAL record");
                 problem = Some("undecodable record");
@@ -364,7 +503,7 @@ impl Wal {
         fs::create_dir_all(&config.dir)?;
         let mut replay = Replay::default();
         for (id, path) in list_segments(&config.dir)? {
-            let (records, bytes) = read_segment(&path, &mut replay)?;
+            let (records, bytes) = read_segment(&path, config.decoder.as_ref(), &mut replay)?;
             let max_seq = records.last().map(|r| r.seq);
             if let Some(seq) = max_seq {
                 replay.last_seq = Some(replay.last_seq.map_or(seq, |s| s.max(seq)));
@@ -435,22 +574,37 @@ impl Wal {
         signal: Signal,
         batch: RecordBatch,
     ) -> Result<u64> {
-        self.append_holding(tenant, signal, batch, ()).await
+        self.append_holding(tenant, signal, batch, None, ()).await
     }
 
     /// [`Wal::append`], keeping `hold` alive until the record has been applied (after the
     /// `apply` callback returned) or has failed, even if this future is dropped before then.
+    /// With `source`, the batch's rows as converted from it, and a decoder configured, the
+    /// record keeps the request instead of the rows (format 2).
     pub async fn append_holding(
         &self,
         tenant: TenantId,
         signal: Signal,
         batch: RecordBatch,
+        source: Option<SourceRequest>,
         hold: impl Send + 'static,
     ) -> Result<u64> {
         if self.stats.disk_bytes.load(Ordering::Relaxed) >= self.config.max_bytes {
             return Err(Error::WalFull);
         }
-        let payload = encode_payload(&tenant, signal, &batch)?;
+        let (payload, request) = match source {
+            // (A request near the record size limit keeps the rows form, as before.)
+            Some(source)
+                if self.config.decoder.is_some()
+                    && source.protobuf.len() < MAX_RECORD_BYTES / 2 =>
+            {
+                (
+                    encode_request_head(&tenant, signal, source.received_ns),
+                    source.protobuf,
+                )
+            }
+            _ => (encode_payload(&tenant, signal, &batch)?, Bytes::new()),
+        };
         let (done, rx) = oneshot::channel();
         let tx = self.tx.read().clone().ok_or(Error::ShuttingDown)?;
         tx.send(Append {
@@ -458,6 +612,7 @@ impl Wal {
             signal,
             batch,
             payload,
+            request,
             done,
             hold: Box::new(hold),
         })
@@ -556,9 +711,14 @@ impl Writer {
         for (i, append) in group.iter_mut().enumerate() {
             let seq = first_seq + i as u64;
             append.payload[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_le_bytes());
-            buf.extend_from_slice(&(append.payload.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&crc32fast::hash(&append.payload).to_le_bytes());
+            let len = append.payload.len() + append.request.len();
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(&append.payload);
+            crc.update(&append.request);
+            buf.extend_from_slice(&(len as u32).to_le_bytes());
+            buf.extend_from_slice(&crc.finalize().to_le_bytes());
             buf.extend_from_slice(&append.payload);
+            buf.extend_from_slice(&append.request);
         }
         let written = self
             .file
