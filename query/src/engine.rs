@@ -36,6 +36,7 @@ use crate::functions::UtcDateTrunc;
 use crate::incidents::{INCIDENTS_TABLE, IncidentsTable};
 use crate::limits::{Admission, QueryLimits, ScanBudget, human_bytes};
 use crate::metrics::QueryMetrics;
+use crate::percentile::ApproxPercentile;
 use crate::series_index::SeriesIndex;
 use crate::stats::{QueryStats, ScanCounter, add_plan_metrics};
 use crate::table::SignalTable;
@@ -284,6 +285,11 @@ impl QueryEngine {
         state
             .register_udf(Arc::new(UtcDateTrunc::udf()))
             .expect("registering a scalar function cannot fail");
+        // `approx_percentile_cont` with a groups accumulator (`percentile.rs`), over
+        // DataFusion's under the same name.
+        state
+            .register_udaf(Arc::new(ApproxPercentile::udaf()))
+            .expect("registering an aggregate function cannot fail");
         state
     }
 

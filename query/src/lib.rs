@@ -25,6 +25,7 @@ mod functions;
 pub mod incidents;
 pub mod limits;
 mod metrics;
+mod percentile;
 pub mod series_index;
 pub mod stats;
 pub mod table;
