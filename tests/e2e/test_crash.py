@@ -211,8 +211,8 @@ def read_frames(path: Path) -> list[tuple[int, int, bytes]]:
 
 
 def payload_seq(payload: bytes) -> int:
-    """payload = u8 format version (1) | u64 sequence number | ..."""
-    assert payload[0] == 1, f"WAL format version {payload[0]}"
+    """payload = u8 format (1: the rows, 2: the OTLP request) | u64 sequence number | ..."""
+    assert payload[0] in (1, 2), f"WAL format {payload[0]}"
     return struct.unpack_from("<Q", payload, 1)[0]
 
 
