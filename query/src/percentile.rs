@@ -261,6 +261,17 @@ fn from_order_key(key: u64) -> f64 {
     })
 }
 
+/// The input (a float after the signature's coercion) as `Float64`.
+fn float64(values: &ArrayRef) -> Result<ArrayRef> {
+    match values.data_type() {
+        DataType::Float64 => Ok(Arc::clone(values)),
+        DataType::Float16 | DataType::Float32 => {
+            Ok(arrow::compute::cast(values, &DataType::Float64)?)
+        }
+        other => exec_err!("approx_percentile_cont: unexpected input type {other}"),
+    }
+}
+
 /// Rows of `values` to take: valid, and passing the filter when there is one.
 fn selected(values: &dyn Array, filter: Option<&BooleanArray>, row: usize) -> bool {
     values.is_valid(row) && filter.is_none_or(|f| f.is_valid(row) && f.value(row))
@@ -275,13 +286,7 @@ impl GroupsAccumulator for PercentileGroups {
         total_num_groups: usize,
     ) -> Result<()> {
         self.resize(total_num_groups);
-        let values = match values[0].data_type() {
-            DataType::Float64 => Arc::clone(&values[0]),
-            DataType::Float16 | DataType::Float32 => {
-                arrow::compute::cast(&values[0], &DataType::Float64)?
-            }
-            other => return exec_err!("approx_percentile_cont: unexpected input type {other}"),
-        };
+        let values = float64(&values[0])?;
         let values = values.as_primitive::<Float64Type>();
         let raw = values.values();
         if values.null_count() == 0 && opt_filter.is_none() {
@@ -357,7 +362,7 @@ impl GroupsAccumulator for PercentileGroups {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
-        let values = arrow::compute::cast(&values[0], &DataType::Float64)?;
+        let values = float64(&values[0])?;
         let values = values.as_primitive::<Float64Type>();
         let digests: Vec<TDigest> = (0..values.len())
             .map(|row| {
