@@ -126,6 +126,11 @@ impl Collector for StorageCollector {
                     "WAL records replayed into the write buffer at start",
                     &wal.replayed_records,
                 ),
+                (
+                    "strata_wal_refused_records",
+                    "WAL request records found at start that no longer decode, logged and skipped",
+                    &wal.refused_records,
+                ),
             ];
             for (name, help, value) in counters {
                 let counter = ConstCounter::new(value.load(Ordering::Relaxed));

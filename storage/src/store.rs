@@ -401,6 +401,9 @@ impl Storage {
         wal.stats()
             .replayed_records
             .fetch_add(replayed, Ordering::Relaxed);
+        wal.stats()
+            .refused_records
+            .fetch_add(replay.refused_requests, Ordering::Relaxed);
         Ok(wal)
     }
 

@@ -181,6 +181,8 @@ pub struct WalStats {
     pub segments_deleted: AtomicU64,
     pub corrupt_tails: AtomicU64,
     pub replayed_records: AtomicU64,
+    /// Request records found at start that the decoder refused (logged and skipped).
+    pub refused_records: AtomicU64,
     /// Bytes currently held by segment files.
     pub disk_bytes: AtomicU64,
 }

@@ -161,6 +161,48 @@ async fn acknowledged_writes_survive_a_crash_without_flush() {
     );
 }
 
+/// Replays request records with a decoder that reads the request as one log body and
+/// refuses the body "refuse".
+fn body_decoder() -> crate::wal::RequestDecoder {
+    crate::wal::RequestDecoder::new(|_, request, received_ns| {
+        match std::str::from_utf8(request).unwrap() {
+            "refuse" => Err("refused".into()),
+            body => Ok(Some(logs(&[(received_ns, body)]))),
+        }
+    })
+}
+
+#[tokio::test]
+async fn request_records_the_decoder_refuses_at_start_are_counted() {
+    let node = Node::new();
+    let with_decoder = |config: &mut StorageConfig| {
+        config.wal.as_mut().unwrap().decoder = Some(body_decoder());
+    };
+    let storage = node.open_with(with_decoder).await;
+    let t = tenant("a");
+    for (time, body) in [(1, "kept"), (2, "refuse")] {
+        let source = crate::wal::SourceRequest {
+            received_ns: time,
+            protobuf: bytes::Bytes::from_static(body.as_bytes()),
+        };
+        storage
+            .write_converted(&t, Signal::Logs, logs(&[(time, body)]), Some(source))
+            .await
+            .unwrap();
+    }
+    drop(storage);
+    let storage = node.open_with(with_decoder).await;
+    assert_eq!(bodies(&storage, "a").await, ["kept"]);
+    let stats = storage.wal_stats().unwrap();
+    assert_eq!(
+        (
+            stats.replayed_records.load(Ordering::Relaxed),
+            stats.refused_records.load(Ordering::Relaxed),
+        ),
+        (1, 1)
+    );
+}
+
 #[tokio::test]
 async fn flushed_rows_are_not_replayed_twice() {
     let node = Node::new();
