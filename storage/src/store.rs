@@ -359,7 +359,7 @@ impl Storage {
             tenant,
             signal,
             batch,
-        } in replay.records
+        } in std::mem::take(&mut replay.records)
         {
             let persisted = watermarks
                 .get(&(tenant.clone(), signal))
@@ -381,7 +381,7 @@ impl Storage {
             replayed,
             already_in_parquet = skipped,
             corrupt_tails = replay.corrupt_tails,
-            refused_requests = replay.refused_requests,
+            refused_records = replay.refused_records,
             bytes_cut = replay.bytes_cut,
             next_seq,
             "replayed WAL"
@@ -395,15 +395,7 @@ impl Storage {
                 apply_tables.insert(&record.tenant, record.signal, record.batch, record.seq);
             }),
         )?;
-        wal.stats()
-            .corrupt_tails
-            .fetch_add(replay.corrupt_tails, Ordering::Relaxed);
-        wal.stats()
-            .replayed_records
-            .fetch_add(replayed, Ordering::Relaxed);
-        wal.stats()
-            .refused_records
-            .fetch_add(replay.refused_requests, Ordering::Relaxed);
+        wal.stats().count_replay(&replay, replayed);
         Ok(wal)
     }
 

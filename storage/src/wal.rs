@@ -167,7 +167,7 @@ pub struct Replay {
     /// Bytes cut off those segments.
     pub bytes_cut: u64,
     /// Format-2 records whose request the decoder refused (skipped).
-    pub refused_requests: u64,
+    pub refused_records: u64,
     /// The segment files found, oldest first, to hand to [`Wal::start`].
     pub segments: Vec<Segment>,
 }
@@ -185,6 +185,18 @@ pub struct WalStats {
     pub refused_records: AtomicU64,
     /// Bytes currently held by segment files.
     pub disk_bytes: AtomicU64,
+}
+
+impl WalStats {
+    /// Counts what the replay at start found: `replayed` records re-buffered (those not yet
+    /// in Parquet), torn tails cut and request records refused.
+    pub fn count_replay(&self, replay: &Replay, replayed: u64) {
+        self.replayed_records.fetch_add(replayed, Ordering::Relaxed);
+        self.corrupt_tails
+            .fetch_add(replay.corrupt_tails, Ordering::Relaxed);
+        self.refused_records
+            .fetch_add(replay.refused_records, Ordering::Relaxed);
+    }
 }
 
 /// A segment file.
@@ -472,7 +484,7 @@ fn read_segment(
                             path = %path.display(), seq, %tenant, %signal, error = %e,
                             "WAL record's request is refused by the conversion; skipping it"
                         );
-                        replay.refused_requests += 1;
+                        replay.refused_records += 1;
                     }
                 }
             }

@@ -217,7 +217,7 @@ async fn request_records_are_replayed_through_the_decoder() {
         vec![(1, "a".into()), (2, "b".into()), (3, "c".into())]
     );
     assert_eq!(calls.load(Ordering::Relaxed), 2, "a and c were requests");
-    assert_eq!(replay.refused_requests, 0);
+    assert_eq!(replay.refused_records, 0);
 }
 
 #[tokio::test]
@@ -259,7 +259,7 @@ async fn refused_requests_are_skipped_and_counted() {
     let (wal, _, replay) = start(&config);
     // The records after the refused one are replayed; numbering goes on after all four.
     assert_eq!(replayed(&replay), vec![(1, "a".into()), (4, "d".into())]);
-    assert_eq!((replay.refused_requests, replay.corrupt_tails), (1, 0));
+    assert_eq!((replay.refused_records, replay.corrupt_tails), (1, 0));
     assert_eq!(
         wal.append(tenant(), Signal::Logs, batch("e"))
             .await
