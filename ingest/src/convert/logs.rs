@@ -95,7 +95,7 @@ impl LogsBuilder {
             span_id: strings(rows, 16),
             flags: Vec::with_capacity(rows),
             event_name: strings(rows, 16),
-            origin: OriginColumns::with_capacity(rows),
+            origin: OriginColumns::default(),
             attributes: MapColumn::with_capacity(rows),
             dropped_attributes: Vec::with_capacity(rows),
             text: String::new(),

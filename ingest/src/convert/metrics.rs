@@ -174,7 +174,7 @@ impl Builder {
             description: strings(rows, 16),
             unit: strings(rows, 16),
             series: Vec::with_capacity(rows),
-            origin: OriginColumns::with_capacity(rows),
+            origin: OriginColumns::default(),
             attributes: MapColumn::with_capacity(rows),
             temporality: strings(rows, 16),
             is_monotonic: BooleanBuilder::with_capacity(rows),

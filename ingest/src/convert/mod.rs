@@ -28,11 +28,13 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BooleanBufferBuilder, ListArray, MapArray, StringBuilder, StructArray,
+    ArrayBuilder, ArrayRef, BooleanBufferBuilder, ListArray, MapArray, StringArray, StringBuilder,
+    StructArray,
 };
-use arrow::buffer::{NullBuffer, OffsetBuffer};
+use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer};
 use arrow::datatypes::Fields;
 use base64::Engine as _;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -304,8 +306,11 @@ pub(crate) fn strings(rows: usize, bytes_per_row: usize) -> StringBuilder {
     StringBuilder::with_capacity(rows, rows * bytes_per_row)
 }
 
-/// What the rows of one resource and scope share (spans, log records).
+/// What the rows of one resource and scope share.
 pub(crate) struct Origin<'a> {
+    /// Unique to this origin in the process: [`OriginColumns`] counts the rows of one
+    /// origin as a run by it.
+    id: u64,
     pub(crate) service: &'a str,
     pub(crate) resource: &'a Rendered,
     pub(crate) scope_name: &'a str,
@@ -313,54 +318,94 @@ pub(crate) struct Origin<'a> {
 }
 
 impl<'a> Origin<'a> {
+    /// The origin of one scope's rows. Make one per scope, not per row.
+    pub(crate) fn new(
+        service: &'a str,
+        resource: &'a Rendered,
+        scope_name: &'a str,
+        scope_version: &'a str,
+    ) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            service,
+            resource,
+            scope_name,
+            scope_version,
+        }
+    }
+
     /// The origin of a decoded scope's rows.
     pub(crate) fn of(
         resource_attributes: &'a [KeyValue],
         rendered: &'a Rendered,
         scope: Option<&'a InstrumentationScope>,
     ) -> Self {
-        Self {
-            service: service_name(resource_attributes),
-            resource: rendered,
-            scope_name: scope.map_or("", |s| s.name.as_str()),
-            scope_version: scope.map_or("", |s| s.version.as_str()),
-        }
+        Self::new(
+            service_name(resource_attributes),
+            rendered,
+            scope.map_or("", |s| s.name.as_str()),
+            scope.map_or("", |s| s.version.as_str()),
+        )
     }
 }
 
 /// The columns every table takes from a row's [`Origin`], next to each other in each
 /// schema: `service_name`, `resource_attributes`, `scope_name`, `scope_version`.
+///
+/// Every row of a scope has the same four values, so rows are counted in runs, one per
+/// origin, and the columns are built once at [`Self::finish`], sized exactly: a row costs
+/// a comparison while converting, and copies of its resource's pre-encoded map entries at
+/// the end, instead of a dozen appends to builders that grow as they go.
+#[derive(Default)]
 pub(crate) struct OriginColumns {
-    service: StringBuilder,
-    resource_attributes: MapColumn,
-    scope_name: StringBuilder,
-    scope_version: StringBuilder,
+    runs: Vec<OriginRun>,
+}
+
+/// Consecutive rows of one origin.
+struct OriginRun {
+    id: u64,
+    service: String,
+    resource: Rendered,
+    scope_name: String,
+    scope_version: String,
+    rows: usize,
 }
 
 impl OriginColumns {
-    pub(crate) fn with_capacity(rows: usize) -> Self {
-        Self {
-            service: strings(rows, 16),
-            resource_attributes: MapColumn::with_capacity(rows),
-            scope_name: strings(rows, 16),
-            scope_version: strings(rows, 16),
+    /// Appends a row of `origin`.
+    pub(crate) fn append(&mut self, origin: &Origin<'_>) {
+        match self.runs.last_mut() {
+            Some(run) if run.id == origin.id => run.rows += 1,
+            _ => self.runs.push(OriginRun {
+                id: origin.id,
+                service: origin.service.to_owned(),
+                resource: origin.resource.clone(),
+                scope_name: origin.scope_name.to_owned(),
+                scope_version: origin.scope_version.to_owned(),
+                rows: 1,
+            }),
         }
     }
 
-    pub(crate) fn append(&mut self, origin: &Origin<'_>) {
-        self.service.append_value(origin.service);
-        self.resource_attributes.append_rendered(origin.resource);
-        self.scope_name.append_value(origin.scope_name);
-        self.scope_version.append_value(origin.scope_version);
-    }
-
     /// The four columns, in schema order.
-    pub(crate) fn finish(mut self) -> [ArrayRef; 4] {
+    pub(crate) fn finish(self) -> [ArrayRef; 4] {
+        let rows = self.runs.iter().map(|r| r.rows).sum();
+        let column = |value: fn(&OriginRun) -> &str| {
+            let bytes = self.runs.iter().map(|r| r.rows * value(r).len()).sum();
+            let mut b = StringBuilder::with_capacity(rows, bytes);
+            for run in &self.runs {
+                b.append_value_n(value(run), run.rows);
+            }
+            Arc::new(b.finish()) as ArrayRef
+        };
         [
-            Arc::new(self.service.finish()),
-            Arc::new(self.resource_attributes.finish()),
-            Arc::new(self.scope_name.finish()),
-            Arc::new(self.scope_version.finish()),
+            column(|r| &r.service),
+            Arc::new(Rendered::repeat(
+                self.runs.iter().map(|r| (&r.resource, r.rows)),
+            )),
+            column(|r| &r.scope_name),
+            column(|r| &r.scope_version),
         ]
     }
 }
@@ -373,20 +418,125 @@ pub(crate) struct MapColumn {
     text: String,
 }
 
-/// Attributes rendered once in their text form (repeated keys dropped), to append to many
-/// rows: a resource's attributes go on every row of that resource.
-pub(crate) struct Rendered(Vec<(String, Option<String>)>);
+/// Attributes rendered once in their text form (repeated keys dropped) and laid out as the
+/// entries of one map row, to repeat on many rows: a resource's attributes go on every row
+/// of that resource. Cloning shares them.
+#[derive(Clone)]
+pub(crate) struct Rendered(Arc<RenderedEntries>);
+
+struct RenderedEntries {
+    /// The keys, one after the other, and where each ends in `keys`.
+    keys: String,
+    key_ends: Vec<i32>,
+    /// The values' text, one after the other (nothing for an empty value), where each
+    /// ends in `values`, and which are not empty.
+    values: String,
+    value_ends: Vec<i32>,
+    valid: Vec<bool>,
+}
 
 impl Rendered {
     pub(crate) fn new<A: Attribute>(attributes: &[A]) -> Self {
-        let mut out = Vec::with_capacity(attributes.len());
+        let mut e = RenderedEntries {
+            keys: String::new(),
+            key_ends: Vec::with_capacity(attributes.len()),
+            values: String::new(),
+            value_ends: Vec::with_capacity(attributes.len()),
+            valid: Vec::with_capacity(attributes.len()),
+        };
         for_unique(attributes, |kv| {
-            let mut text = String::new();
-            let value = kv.value().write_text(&mut text).then_some(text);
-            out.push((kv.key().to_owned(), value));
+            e.keys.push_str(kv.key());
+            e.key_ends.push(e.keys.len() as i32);
+            e.valid.push(kv.value().write_text(&mut e.values));
+            e.value_ends.push(e.values.len() as i32);
         });
-        Self(out)
+        Self(Arc::new(e))
     }
+
+    /// A map column of `rows` rows of each entry set, in order.
+    fn repeat<'r>(runs: impl Iterator<Item = (&'r Rendered, usize)> + Clone) -> MapArray {
+        let (mut entries, mut key_bytes, mut value_bytes, mut rows) = (0, 0, 0, 0);
+        let mut any_empty = false;
+        for (r, n) in runs.clone() {
+            entries += n * r.0.key_ends.len();
+            key_bytes += n * r.0.keys.len();
+            value_bytes += n * r.0.values.len();
+            rows += n;
+            any_empty |= r.0.valid.contains(&false);
+        }
+        let mut map_offsets = Vec::with_capacity(rows + 1);
+        map_offsets.push(0i32);
+        let mut keys = StringColumn::with_capacity(entries, key_bytes);
+        let mut values = StringColumn::with_capacity(entries, value_bytes);
+        let mut valid = BooleanBufferBuilder::new(if any_empty { entries } else { 0 });
+        for (r, n) in runs {
+            let e = &*r.0;
+            for _ in 0..n {
+                keys.push_row(&e.keys, &e.key_ends);
+                values.push_row(&e.values, &e.value_ends);
+                if any_empty {
+                    e.valid.iter().for_each(|&v| valid.append(v));
+                }
+                map_offsets.push(keys.len() as i32);
+            }
+        }
+        let nulls = any_empty.then(|| NullBuffer::new(valid.finish()));
+        map_array(
+            OffsetBuffer::new(map_offsets.into()),
+            keys.finish(None),
+            values.finish(nulls),
+        )
+    }
+}
+
+/// A string column copied together from runs of whole strings.
+struct StringColumn {
+    bytes: Vec<u8>,
+    offsets: Vec<i32>,
+}
+
+impl StringColumn {
+    fn with_capacity(strings: usize, bytes: usize) -> Self {
+        let mut offsets = Vec::with_capacity(strings + 1);
+        offsets.push(0);
+        Self {
+            bytes: Vec::with_capacity(bytes),
+            offsets,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// Appends the strings of `text` that end at `ends` (offsets into `text`, ascending,
+    /// each at a character boundary).
+    fn push_row(&mut self, text: &str, ends: &[i32]) {
+        let base = self.bytes.len() as i32;
+        self.bytes.extend_from_slice(text.as_bytes());
+        self.offsets.extend(ends.iter().map(|&end| base + end));
+    }
+
+    fn finish(self, nulls: Option<NullBuffer>) -> ArrayRef {
+        let offsets = OffsetBuffer::new(self.offsets.into());
+        // SAFETY: the bytes are whole `str`s one after the other, and every offset is the
+        // end of one of them, so each value is valid UTF-8; offsets start at 0 and ascend
+        // within the bytes.
+        let strings =
+            unsafe { StringArray::new_unchecked(offsets, Buffer::from_vec(self.bytes), nulls) };
+        Arc::new(strings)
+    }
+}
+
+/// A `Map<Utf8, Utf8>` array of rows ending at `offsets` in `keys` and `values`.
+fn map_array(offsets: OffsetBuffer<i32>, keys: ArrayRef, values: ArrayRef) -> MapArray {
+    let entries = match schema::map_entries_field().data_type() {
+        arrow::datatypes::DataType::Struct(fields) => fields.clone(),
+        _ => unreachable!("map entries are a struct"),
+    };
+    let entries = StructArray::new(entries, vec![keys, values], None);
+    MapArray::try_new(schema::map_entries_field(), offsets, entries, None, false)
+        .expect("offsets and entries are built together")
 }
 
 /// Calls `f` for each attribute whose key did not occur before it in the list (OTLP keys are
@@ -439,31 +589,12 @@ impl MapColumn {
         self.offsets.push(self.keys.len() as i32);
     }
 
-    /// Appends one row of pre-rendered attributes.
-    pub(crate) fn append_rendered(&mut self, attributes: &Rendered) {
-        for (key, value) in &attributes.0 {
-            self.keys.append_value(key);
-            self.values.append_option(value.as_deref());
-        }
-        self.offsets.push(self.keys.len() as i32);
-    }
-
     pub(crate) fn finish(mut self) -> MapArray {
-        let entries = match schema::map_entries_field().data_type() {
-            arrow::datatypes::DataType::Struct(fields) => fields.clone(),
-            _ => unreachable!("map entries are a struct"),
-        };
-        let keys: ArrayRef = Arc::new(self.keys.finish());
-        let values: ArrayRef = Arc::new(self.values.finish());
-        let entries = StructArray::new(entries, vec![keys, values], None);
-        MapArray::try_new(
-            schema::map_entries_field(),
+        map_array(
             OffsetBuffer::new(self.offsets.into()),
-            entries,
-            None,
-            false,
+            Arc::new(self.keys.finish()),
+            Arc::new(self.values.finish()),
         )
-        .expect("offsets and entries are built together")
     }
 }
 

@@ -377,6 +377,101 @@ fn invalid_spans_are_counted_not_stored() {
     );
 }
 
+/// Rows take their resource's and scope's columns, whatever comes between them: several
+/// resources and scopes, a scope without spans, a resource without attributes, a rejected
+/// span inside a scope, an attribute without a value.
+#[test]
+fn every_row_has_the_origin_of_its_scope() {
+    let mut rejected = span(1, 9);
+    rejected.trace_id.pop();
+    let scope_spans = |scope, spans| ScopeSpans {
+        scope,
+        spans,
+        ..Default::default()
+    };
+    let mut first = resource("a").unwrap();
+    first.attributes.push(KeyValue {
+        key: "empty".into(),
+        value: None,
+        ..Default::default()
+    });
+    let other_scope = Some(InstrumentationScope {
+        name: "other".into(),
+        version: "2".into(),
+        ..Default::default()
+    });
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![
+            ResourceSpans {
+                resource: Some(first),
+                scope_spans: vec![
+                    scope_spans(scope(), vec![span(1, 1), span(1, 2)]),
+                    scope_spans(None, vec![rejected, span(1, 3)]),
+                    scope_spans(other_scope, vec![span(1, 4)]),
+                ],
+                ..Default::default()
+            },
+            ResourceSpans {
+                resource: None,
+                scope_spans: vec![scope_spans(scope(), vec![span(2, 1)])],
+                ..Default::default()
+            },
+            ResourceSpans {
+                resource: resource("b"),
+                scope_spans: vec![
+                    scope_spans(scope(), vec![]),
+                    scope_spans(scope(), vec![span(3, 1), span(3, 2)]),
+                ],
+                ..Default::default()
+            },
+        ],
+    };
+    let converted = convert_spans(&request);
+    assert_eq!((converted.accepted, converted.rejected.count), (7, 1));
+    let b = converted.batch.unwrap();
+    let some = |v: &[&str]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
+    assert_eq!(
+        strs(&b, "name"),
+        some(&["op1", "op2", "op3", "op4", "op1", "op1", "op2"])
+    );
+    assert_eq!(
+        strs(&b, "service_name"),
+        some(&["a", "a", "a", "a", UNKNOWN_SERVICE, "b", "b"])
+    );
+    assert_eq!(
+        strs(&b, "scope_name"),
+        some(&["lib", "lib", "", "other", "lib", "lib", "lib"])
+    );
+    assert_eq!(
+        strs(&b, "scope_version"),
+        some(&["1.0", "1.0", "", "2", "1.0", "1.0", "1.0"])
+    );
+    let entry = |k: &str, v: Option<&str>| (k.to_string(), v.map(str::to_string));
+    let a = vec![
+        entry("service.name", Some("a")),
+        entry("host.name", Some("h1")),
+        entry("empty", None),
+    ];
+    let resource_b = vec![
+        entry("service.name", Some("b")),
+        entry("host.name", Some("h1")),
+    ];
+    let maps = b.column_by_name("resource_attributes").unwrap();
+    let rows: Vec<_> = (0..b.num_rows()).map(|r| map_row(maps, r)).collect();
+    assert_eq!(
+        rows,
+        vec![
+            a.clone(),
+            a.clone(),
+            a.clone(),
+            a,
+            vec![],
+            resource_b.clone(),
+            resource_b
+        ]
+    );
+}
+
 #[test]
 fn empty_requests_convert_to_nothing() {
     let converted = convert_spans(&ExportTraceServiceRequest::default());

@@ -144,7 +144,7 @@ impl SpansBuilder {
             kind: strings(rows, 16),
             status_code: strings(rows, 16),
             status_message: strings(rows, 16),
-            origin: OriginColumns::with_capacity(rows),
+            origin: OriginColumns::default(),
             attributes: MapColumn::with_capacity(rows),
             dropped_attributes: Vec::with_capacity(rows),
             dropped_events: Vec::with_capacity(rows),

@@ -262,12 +262,12 @@ impl<'a> Request<'a> {
             let rendered = Rendered::new(&resource_attrs);
             for scope in &self.scopes[resource.scopes.clone()] {
                 let (scope_name, scope_version) = scope_fields(scope.scope, &mut scope_attrs)?;
-                let origin = Origin {
-                    service: service_name(&resource_attrs),
-                    resource: &rendered,
+                let origin = Origin::new(
+                    service_name(&resource_attrs),
+                    &rendered,
                     scope_name,
                     scope_version,
-                };
+                );
                 each(ri, &resource_attrs, &origin, scope.items.clone())?;
             }
         }
