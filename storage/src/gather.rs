@@ -30,6 +30,14 @@ pub fn gather(
     let columns = (0..schema.fields().len())
         .map(|c| {
             let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+            if arrays.iter().all(|a| a.logical_null_count() == a.len()) {
+                // A column no row has a value in (a gauge's histogram columns): nothing to
+                // copy.
+                return Ok(arrow::array::new_null_array(
+                    schema.field(c).data_type(),
+                    indices.len(),
+                ));
+            }
             match string_maps(&arrays) {
                 Some(maps) => gather_string_maps(&maps, indices),
                 None => arrow::compute::interleave(&arrays, indices),
@@ -127,10 +135,12 @@ fn gather_string_maps(
     }
 
     let string_array = |offsets: Vec<i32>, data: Vec<u8>, nulls: Option<NullBuffer>| {
-        // Offsets are monotonic and within `data`; the bytes are copied whole runs of valid
-        // UTF-8 strings, cut at their own boundaries.
         let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
-        Arc::new(StringArray::new(offsets, Buffer::from_vec(data), nulls)) as ArrayRef
+        // SAFETY: the bytes are runs of whole strings copied from string arrays, and every
+        // offset is the end of one of them: each value is valid UTF-8. Offsets start at 0
+        // and ascend within `data`.
+        let strings = unsafe { StringArray::new_unchecked(offsets, Buffer::from_vec(data), nulls) };
+        Arc::new(strings) as ArrayRef
     };
     let value_nulls = any_null_values
         .then(|| NullBuffer::new(validity.finish()))
@@ -214,6 +224,48 @@ mod tests {
             assert_eq!(gathered, expected);
             gathered.column(0).to_data().validate_full().unwrap();
         }
+    }
+
+    #[test]
+    fn columns_without_values_are_gathered_as_interleave_gathers_them() {
+        use arrow::array::{Int64Array, ListArray, new_null_array};
+        use arrow::datatypes::Int64Type;
+        let list_type = DataType::List(Arc::new(Field::new("item", DataType::Int64, true)));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("none", DataType::Int64, true),
+            Field::new("no_lists", list_type.clone(), true),
+            Field::new("some", DataType::Int64, true),
+            Field::new("lists", list_type.clone(), true),
+        ]));
+        let batch = |rows: usize, some: Vec<Option<i64>>, lists: Vec<Option<Vec<Option<i64>>>>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    new_null_array(&DataType::Int64, rows),
+                    new_null_array(&list_type, rows),
+                    Arc::new(Int64Array::from(some)),
+                    Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(lists)),
+                ],
+            )
+            .unwrap()
+        };
+        let a = batch(2, vec![None, Some(1)], vec![None, Some(vec![Some(1)])]);
+        // Every column null in every row, and a batch with none.
+        let b = batch(3, vec![None; 3], vec![None; 3]);
+        let empty = batch(0, vec![], vec![]);
+        let indices = [(1, 2), (0, 1), (1, 0), (0, 0), (1, 1), (0, 1)];
+        for batches in [vec![&a, &b, &empty], vec![&b, &b, &empty]] {
+            let gathered = gather(&batches, &indices).unwrap();
+            let expected = arrow::compute::interleave_record_batch(&batches, &indices).unwrap();
+            assert_eq!(gathered, expected);
+            for column in gathered.columns() {
+                column.to_data().validate_full().unwrap();
+            }
+        }
+        assert_eq!(
+            gather(&[&b], &indices[..1]).unwrap().column(1).null_count(),
+            1
+        );
     }
 
     #[test]
