@@ -111,14 +111,16 @@ impl LogsBuilder {
         record: &RecordFields<'_>,
         attributes: &[A],
     ) {
-        let (time, observed) = match record.validate(self.received) {
-            Ok(times) => times,
-            Err(reason) => {
-                self.rejected
-                    .add(|| format!("log record {index} of resource {resource}: {reason}"));
-                return;
-            }
-        };
+        let checked = record.validate(self.received);
+        let (time, observed) =
+            match checked.and_then(|times| self.origin.append(origin).map(|()| times)) {
+                Ok(times) => times,
+                Err(reason) => {
+                    self.rejected
+                        .add(|| format!("log record {index} of resource {resource}: {reason}"));
+                    return;
+                }
+            };
         self.time.push(time);
         self.observed_time.push(observed);
         self.severity_number.push(record.severity_number);
@@ -134,7 +136,6 @@ impl LogsBuilder {
         self.flags.push(record.flags);
         self.event_name
             .append_option((!record.event_name.is_empty()).then_some(record.event_name));
-        self.origin.append(origin);
         self.attributes.append(attributes);
         self.dropped_attributes.push(record.dropped_attributes);
     }

@@ -217,6 +217,7 @@ impl Builder {
             0 => None,
             ns => Some(timestamp(ns, "start_time_unix_nano")?),
         };
+        self.origin.append(ctx.origin)?;
         self.time.push(time);
         self.start_time.push(start);
         self.metric_name.append_value(ctx.metric_name);
@@ -227,7 +228,6 @@ impl Builder {
         h.field(ctx.metric_name.as_bytes());
         hash_attributes(&mut h, common.attributes, &mut self.text);
         self.series.push(h.0);
-        self.origin.append(ctx.origin);
         self.attributes.append(common.attributes);
         self.temporality.append_option(ctx.temporality);
         self.is_monotonic.append_option(ctx.is_monotonic);

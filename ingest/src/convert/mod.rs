@@ -335,6 +335,17 @@ impl<'a> Origin<'a> {
         }
     }
 
+    /// Bytes of text and map entries one row of this origin holds.
+    fn size(&self) -> usize {
+        let e = &*self.resource.0;
+        self.service.len()
+            + self.scope_name.len()
+            + self.scope_version.len()
+            + e.keys.len()
+            + e.values.len()
+            + e.key_ends.len()
+    }
+
     /// The origin of a decoded scope's rows.
     pub(crate) fn of(
         resource_attributes: &'a [KeyValue],
@@ -357,10 +368,28 @@ impl<'a> Origin<'a> {
 /// origin, and the columns are built once at [`Self::finish`], sized exactly: a row costs
 /// a comparison while converting, and copies of its resource's pre-encoded map entries at
 /// the end, instead of a dozen appends to builders that grow as they go.
-#[derive(Default)]
 pub(crate) struct OriginColumns {
     runs: Vec<OriginRun>,
+    /// Bytes and map entries the rows so far repeat, and how many they may
+    /// ([`MAX_ORIGIN_SIZE`]).
+    size: usize,
+    limit: usize,
 }
+
+impl Default for OriginColumns {
+    fn default() -> Self {
+        Self {
+            runs: Vec::new(),
+            size: 0,
+            limit: MAX_ORIGIN_SIZE,
+        }
+    }
+}
+
+/// What the rows of one batch may repeat of their origins, in bytes of text plus map entries:
+/// the columns' offsets are 32-bit. A request of many rows under one large resource would
+/// otherwise repeat it past what a column can hold; the rows past this are rejected.
+const MAX_ORIGIN_SIZE: usize = i32::MAX as usize;
 
 /// Consecutive rows of one origin.
 struct OriginRun {
@@ -373,8 +402,17 @@ struct OriginRun {
 }
 
 impl OriginColumns {
-    /// Appends a row of `origin`.
-    pub(crate) fn append(&mut self, origin: &Origin<'_>) {
+    /// Appends a row of `origin`, or nothing and the reason when the batch cannot hold
+    /// another copy of it ([`MAX_ORIGIN_SIZE`]). Call it before the row's other columns.
+    pub(crate) fn append(&mut self, origin: &Origin<'_>) -> Result<(), String> {
+        let size = self.size + origin.size();
+        if size > self.limit {
+            return Err(format!(
+                "its resource and scope, repeated on every row of the request, exceed {} bytes",
+                self.limit
+            ));
+        }
+        self.size = size;
         match self.runs.last_mut() {
             Some(run) if run.id == origin.id => run.rows += 1,
             _ => self.runs.push(OriginRun {
@@ -386,6 +424,7 @@ impl OriginColumns {
                 rows: 1,
             }),
         }
+        Ok(())
     }
 
     /// The four columns, in schema order.

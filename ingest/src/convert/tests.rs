@@ -472,6 +472,62 @@ fn every_row_has_the_origin_of_its_scope() {
     );
 }
 
+/// A batch holds its rows' resource and scope repeated up to a limit (32-bit offsets);
+/// past it a row is refused whole, and the rows before it are built as usual.
+#[test]
+fn rows_past_the_origin_limit_are_refused() {
+    let no_value = KeyValue {
+        key: "empty".into(),
+        value: None,
+        ..Default::default()
+    };
+    let resource = Rendered::new(&[kv("k", s("v")), no_value]);
+    let other = Rendered::new(&[kv("k", s("w"))]);
+    // 3 + 3 + 3 bytes of service and scope, "k" "empty" "v": 7 bytes of map text, 2 entries.
+    let origin = Origin::new("svc", &resource, "lib", "1.0");
+    let small = Origin::new("s", &other, "", "");
+    let mut columns = OriginColumns {
+        limit: 3 * 18 + 4,
+        ..OriginColumns::default()
+    };
+    for _ in 0..3 {
+        columns.append(&origin).unwrap();
+    }
+    let refused = columns.append(&origin).unwrap_err();
+    assert_eq!(
+        refused,
+        "its resource and scope, repeated on every row of the request, exceed 58 bytes"
+    );
+    // A smaller origin still fits in what is left; nothing after that does.
+    columns.append(&small).unwrap();
+    assert!(columns.append(&small).is_err());
+
+    let [service, resource_attributes, scope_name, scope_version] = columns.finish();
+    let strings = |a: &ArrayRef| {
+        a.as_string::<i32>()
+            .iter()
+            .map(|v| v.unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strings(&service), ["svc", "svc", "svc", "s"]);
+    assert_eq!(strings(&scope_name), ["lib", "lib", "lib", ""]);
+    assert_eq!(strings(&scope_version), ["1.0", "1.0", "1.0", ""]);
+    let entry = |k: &str, v: Option<&str>| (k.to_string(), v.map(str::to_string));
+    let first = vec![entry("k", Some("v")), entry("empty", None)];
+    assert_eq!(
+        (0..4)
+            .map(|r| map_row(resource_attributes.as_ref(), r))
+            .collect::<Vec<_>>(),
+        vec![
+            first.clone(),
+            first.clone(),
+            first,
+            vec![entry("k", Some("w"))]
+        ]
+    );
+    resource_attributes.to_data().validate_full().unwrap();
+}
+
 #[test]
 fn empty_requests_convert_to_nothing() {
     let converted = convert_spans(&ExportTraceServiceRequest::default());

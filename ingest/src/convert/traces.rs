@@ -173,14 +173,16 @@ impl SpansBuilder {
         span: &SpanFields<'_>,
         attributes: &[A],
     ) -> bool {
-        let (start, end) = match span.validate() {
-            Ok(times) => times,
-            Err(reason) => {
-                self.rejected
-                    .add(|| format!("span {index} of resource {resource}: {reason}"));
-                return false;
-            }
-        };
+        let checked = span.validate();
+        let (start, end) =
+            match checked.and_then(|times| self.origin.append(origin).map(|()| times)) {
+                Ok(times) => times,
+                Err(reason) => {
+                    self.rejected
+                        .add(|| format!("span {index} of resource {resource}: {reason}"));
+                    return false;
+                }
+            };
         self.time.push(start);
         self.end_time.push(end);
         self.duration.push(end.saturating_sub(start));
@@ -195,7 +197,6 @@ impl SpansBuilder {
         self.status_code.append_value(status_name(span.status_code));
         self.status_message
             .append_option((!span.status_message.is_empty()).then_some(span.status_message));
-        self.origin.append(origin);
         self.attributes.append(attributes);
         self.dropped_attributes.push(span.dropped_attributes);
         self.dropped_events.push(span.dropped_events);
