@@ -111,16 +111,14 @@ impl LogsBuilder {
         record: &RecordFields<'_>,
         attributes: &[A],
     ) {
-        let checked = record.validate(self.received);
-        let (time, observed) =
-            match checked.and_then(|times| self.origin.append(origin).map(|()| times)) {
-                Ok(times) => times,
-                Err(reason) => {
-                    self.rejected
-                        .add(|| format!("log record {index} of resource {resource}: {reason}"));
-                    return;
-                }
-            };
+        let (time, observed) = match self.origin.admit(origin, record.validate(self.received)) {
+            Ok(times) => times,
+            Err(reason) => {
+                self.rejected
+                    .add(|| format!("log record {index} of resource {resource}: {reason}"));
+                return;
+            }
+        };
         self.time.push(time);
         self.observed_time.push(observed);
         self.severity_number.push(record.severity_number);

@@ -427,6 +427,18 @@ impl OriginColumns {
         Ok(())
     }
 
+    /// The value of a row's own checks, once a row of `origin` is appended; the first
+    /// failure otherwise, with nothing appended.
+    pub(crate) fn admit<T>(
+        &mut self,
+        origin: &Origin<'_>,
+        checked: Result<T, String>,
+    ) -> Result<T, String> {
+        let value = checked?;
+        self.append(origin)?;
+        Ok(value)
+    }
+
     /// The four columns, in schema order.
     pub(crate) fn finish(self) -> [ArrayRef; 4] {
         let rows = self.runs.iter().map(|r| r.rows).sum();

@@ -173,16 +173,14 @@ impl SpansBuilder {
         span: &SpanFields<'_>,
         attributes: &[A],
     ) -> bool {
-        let checked = span.validate();
-        let (start, end) =
-            match checked.and_then(|times| self.origin.append(origin).map(|()| times)) {
-                Ok(times) => times,
-                Err(reason) => {
-                    self.rejected
-                        .add(|| format!("span {index} of resource {resource}: {reason}"));
-                    return false;
-                }
-            };
+        let (start, end) = match self.origin.admit(origin, span.validate()) {
+            Ok(times) => times,
+            Err(reason) => {
+                self.rejected
+                    .add(|| format!("span {index} of resource {resource}: {reason}"));
+                return false;
+            }
+        };
         self.time.push(start);
         self.end_time.push(end);
         self.duration.push(end.saturating_sub(start));
