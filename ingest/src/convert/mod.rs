@@ -31,8 +31,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BooleanBufferBuilder, ListArray, MapArray, StringArray, StringBuilder,
-    StructArray,
+    ArrayRef, BooleanBufferBuilder, ListArray, MapArray, NullBufferBuilder, StringArray,
+    StringBuilder, StructArray,
 };
 use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer};
 use arrow::datatypes::Fields;
@@ -122,14 +122,28 @@ pub(crate) fn service_name<A: Attribute>(resource_attributes: &[A]) -> &str {
 }
 
 /// Appends the lowercase hex of an id (up to 32 bytes) to a string column; `NULL` for an
-/// empty id. Encodes on the stack: ids are on every row.
+/// empty id. Encodes on the stack, two digits per table lookup: ids are on every row.
 pub(crate) fn append_hex(builder: &mut StringBuilder, bytes: &[u8]) {
+    /// The two digits of each byte.
+    static DIGITS: [[u8; 2]; 256] = {
+        let hex = b"0123456789abcdef";
+        let mut table = [[0u8; 2]; 256];
+        let mut i = 0;
+        while i < 256 {
+            table[i] = [hex[i >> 4], hex[i & 15]];
+            i += 1;
+        }
+        table
+    };
     let mut buf = [0u8; 64];
     match bytes.len() {
         0 => builder.append_null(),
         n if n <= 32 => {
-            hex::encode_to_slice(bytes, &mut buf[..2 * n]).expect("sized to fit");
-            builder.append_value(std::str::from_utf8(&buf[..2 * n]).expect("hex is ASCII"));
+            for (pair, &b) in buf.chunks_exact_mut(2).zip(bytes) {
+                pair.copy_from_slice(&DIGITS[b as usize]);
+            }
+            // SAFETY: every byte written is an ASCII hex digit.
+            builder.append_value(unsafe { std::str::from_utf8_unchecked(&buf[..2 * n]) });
         }
         _ => builder.append_value(hex::encode(bytes)),
     }
@@ -461,12 +475,13 @@ impl OriginColumns {
     }
 }
 
-/// Builds a `Map<Utf8, Utf8>` column one row at a time.
+/// Builds a `Map<Utf8, Utf8>` column one row at a time. Each value's text is written
+/// straight into the values' bytes.
 pub(crate) struct MapColumn {
-    keys: StringBuilder,
-    values: StringBuilder,
+    keys: StringColumn,
+    values: StringColumn,
+    valid: NullBufferBuilder,
     offsets: Vec<i32>,
-    text: String,
 }
 
 /// Attributes rendered once in their text form (repeated keys dropped) and laid out as the
@@ -540,9 +555,9 @@ impl Rendered {
     }
 }
 
-/// A string column copied together from runs of whole strings.
+/// A string column written one string, or one run of whole strings, at a time.
 struct StringColumn {
-    bytes: Vec<u8>,
+    bytes: String,
     offsets: Vec<i32>,
 }
 
@@ -551,7 +566,7 @@ impl StringColumn {
         let mut offsets = Vec::with_capacity(strings + 1);
         offsets.push(0);
         Self {
-            bytes: Vec::with_capacity(bytes),
+            bytes: String::with_capacity(bytes),
             offsets,
         }
     }
@@ -560,21 +575,32 @@ impl StringColumn {
         self.offsets.len() - 1
     }
 
+    fn push_str(&mut self, s: &str) {
+        self.bytes.push_str(s);
+        self.end_string();
+    }
+
+    /// Ends a string at the end of the bytes written so far.
+    fn end_string(&mut self) {
+        self.offsets.push(offset(self.bytes.len()));
+    }
+
     /// Appends the strings of `text` that end at `ends` (offsets into `text`, ascending,
     /// each at a character boundary).
     fn push_row(&mut self, text: &str, ends: &[i32]) {
-        let base = self.bytes.len() as i32;
-        self.bytes.extend_from_slice(text.as_bytes());
+        let base = offset(self.bytes.len());
+        self.bytes.push_str(text);
         self.offsets.extend(ends.iter().map(|&end| base + end));
     }
 
     fn finish(self, nulls: Option<NullBuffer>) -> ArrayRef {
         let offsets = OffsetBuffer::new(self.offsets.into());
-        // SAFETY: the bytes are whole `str`s one after the other, and every offset is the
-        // end of one of them, so each value is valid UTF-8; offsets start at 0 and ascend
-        // within the bytes.
-        let strings =
-            unsafe { StringArray::new_unchecked(offsets, Buffer::from_vec(self.bytes), nulls) };
+        // SAFETY: the bytes are a `String`, and every offset is the end of a `str` pushed
+        // onto it, so each value is valid UTF-8; offsets start at 0 and ascend within the
+        // bytes.
+        let strings = unsafe {
+            StringArray::new_unchecked(offsets, Buffer::from_vec(self.bytes.into_bytes()), nulls)
+        };
         Arc::new(strings)
     }
 }
@@ -618,35 +644,37 @@ impl MapColumn {
         let mut offsets = Vec::with_capacity(rows + 1);
         offsets.push(0);
         Self {
-            keys: strings(rows * 4, 12),
-            values: strings(rows * 4, 16),
+            keys: StringColumn::with_capacity(rows * 4, rows * 4 * 12),
+            values: StringColumn::with_capacity(rows * 4, rows * 4 * 16),
+            valid: NullBufferBuilder::new(rows * 4),
             offsets,
-            text: String::new(),
         }
     }
 
     /// Appends one row. Keys must be unique per OTLP; a repeated key keeps its first value.
     pub(crate) fn append<A: Attribute>(&mut self, attributes: &[A]) {
-        let (keys, values, text) = (&mut self.keys, &mut self.values, &mut self.text);
+        let (keys, values, valid) = (&mut self.keys, &mut self.values, &mut self.valid);
         for_unique(attributes, |kv| {
-            keys.append_value(kv.key());
-            text.clear();
-            if kv.value().write_text(text) {
-                values.append_value(&*text);
-            } else {
-                values.append_null();
-            }
+            keys.push_str(kv.key());
+            valid.append(kv.value().write_text(&mut values.bytes));
+            values.end_string();
         });
-        self.offsets.push(self.keys.len() as i32);
+        self.offsets.push(offset(self.keys.len()));
     }
 
     pub(crate) fn finish(mut self) -> MapArray {
         map_array(
             OffsetBuffer::new(self.offsets.into()),
-            Arc::new(self.keys.finish()),
-            Arc::new(self.values.finish()),
+            self.keys.finish(None),
+            self.values.finish(self.valid.finish()),
         )
     }
+}
+
+/// A length as an offset of a 32-bit offset column. The receivers' body limit keeps a
+/// request's columns far below 2 GiB (the origin columns check theirs, [`MAX_ORIGIN_SIZE`]).
+fn offset(len: usize) -> i32 {
+    i32::try_from(len).expect("a request's column holds less than 2 GiB")
 }
 
 /// Offsets (and validity) of a `List<…>` column built one row at a time.
