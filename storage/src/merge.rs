@@ -34,7 +34,7 @@ use tokio::runtime::Handle;
 
 use crate::cache::BypassCache;
 use crate::catalog::FileMeta;
-use crate::parquet_file::writer_properties;
+use crate::parquet_file::{with_backed_strings, writer_properties};
 use crate::schema::{TIME_COLUMN, sort_columns};
 use crate::{Error, Result, Signal};
 
@@ -327,7 +327,7 @@ fn emit(
             merged.max_time = merged.max_time.max(hi);
         }
         merged.rows += times.len() as i64;
-        handle.block_on(writer.write(&batch))?;
+        handle.block_on(writer.write(&with_backed_strings(&batch)?))?;
         pending.clear();
     }
     slots.clear();

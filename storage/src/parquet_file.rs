@@ -170,20 +170,11 @@ pub fn partition_and_sort(signal: Signal, batches: &[RecordBatch]) -> Result<Vec
     let hours: ArrayRef = Arc::new(arrow::array::Int64Array::from_iter_values(
         time.values().iter().map(|t| t.div_euclid(HOUR_NS)),
     ));
-    // Sort on the row format: each key is encoded once into bytes that compare like the
-    // columns, instead of comparing column by column (strings by memcmp) at every step.
-    let mut keys = vec![hours.clone()];
+    let mut keys = Vec::new();
     for name in sort_columns(signal) {
         keys.push(key_column(name)?);
     }
-    let converter = RowConverter::new(
-        keys.iter()
-            .map(|k| SortField::new(k.data_type().clone()))
-            .collect(),
-    )?;
-    let rows = converter.convert_columns(&keys)?;
-    let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
-    order.sort_unstable_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
+    let order = sort_order(hours.as_any().downcast_ref().expect("built above"), &keys)?;
     let hours = hours
         .as_any()
         .downcast_ref::<arrow::array::Int64Array>()
@@ -216,6 +207,109 @@ pub fn partition_and_sort(signal: Signal, batches: &[RecordBatch]) -> Result<Vec
     Ok(parts)
 }
 
+/// The rows in the order of their hour, then of `keys`; equal rows in input order.
+///
+/// Each row's key is a few integers that compare as the columns do: a string column by the
+/// rank of its value among the column's distinct values (these are few: service or metric
+/// names), a timestamp or integer by its value. Comparing them is a few instructions, where
+/// comparing the row format's bytes was a `memcmp` into a buffer the size of the keys.
+/// Keys of other types, or integers with nulls, are sorted on the row format.
+fn sort_order(hours: &arrow::array::Int64Array, keys: &[ArrayRef]) -> Result<Vec<u32>> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{DataType, TimeUnit, UInt64Type};
+    let rows = hours.len();
+    let min_hour = hours.values().iter().copied().min().unwrap_or(0);
+    // Each column as order-preserving u64s: the first joins the hour in one word.
+    let mut words: Vec<Vec<u64>> = Vec::with_capacity(keys.len());
+    for key in keys {
+        words.push(match key.data_type() {
+            DataType::Utf8 => string_ranks(key.as_string::<i32>()),
+            DataType::UInt64 if key.null_count() == 0 => {
+                key.as_primitive::<UInt64Type>().values().to_vec()
+            }
+            DataType::Timestamp(TimeUnit::Nanosecond, _) if key.null_count() == 0 => key
+                .as_any()
+                .downcast_ref::<TimestampNanosecondArray>()
+                .expect("a nanosecond timestamp")
+                .values()
+                .iter()
+                .map(|&t| (t as u64) ^ (1 << 63))
+                .collect(),
+            _ => return sort_on_rows(hours, keys),
+        });
+    }
+    // The hour and the first column in one word: an hour fits 32 bits counted from the
+    // batch's first (for 490,000 years), and so does a rank.
+    let Some(ranks) = words.first() else {
+        return sort_on_rows(hours, keys);
+    };
+    let mut first = Vec::with_capacity(rows);
+    for (&hour, &rank) in hours.values().iter().zip(ranks) {
+        let hour = (hour - min_hour) as u64;
+        if hour >> 32 != 0 || rank >> 32 != 0 {
+            return sort_on_rows(hours, keys);
+        }
+        first.push((hour << 32) | rank);
+    }
+    Ok(match words.as_slice() {
+        [_, b] => sorted(rows, |i| [first[i], b[i]]),
+        [_, b, c] => sorted(rows, |i| [first[i], b[i], c[i]]),
+        _ => sort_on_rows(hours, keys)?,
+    })
+}
+
+/// The row numbers `0..rows` in the order of their keys, ties in input order.
+fn sorted<const K: usize>(rows: usize, key: impl Fn(usize) -> [u64; K]) -> Vec<u32> {
+    let mut keyed: Vec<([u64; K], u32)> = (0..rows).map(|i| (key(i), i as u32)).collect();
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, i)| i).collect()
+}
+
+/// Each row's rank among the column's distinct values in byte order, from 1; 0 for null.
+fn string_ranks(strings: &arrow::array::StringArray) -> Vec<u64> {
+    let mut distinct: std::collections::HashMap<&str, u32> = Default::default();
+    let mut ids = Vec::with_capacity(strings.len());
+    let mut last: Option<(&str, u32)> = None;
+    for value in strings.iter() {
+        let id = match (value, last) {
+            (None, _) => u32::MAX,
+            (Some(v), Some((l, id))) if v == l => id,
+            (Some(v), _) => {
+                let next = distinct.len() as u32;
+                let id = *distinct.entry(v).or_insert(next);
+                last = Some((v, id));
+                id
+            }
+        };
+        ids.push(id);
+    }
+    let mut by_value: Vec<(&str, u32)> = distinct.into_iter().collect();
+    by_value.sort_unstable();
+    let mut rank = vec![0u64; by_value.len()];
+    for (r, (_, id)) in by_value.iter().enumerate() {
+        rank[*id as usize] = r as u64 + 1;
+    }
+    ids.into_iter()
+        .map(|id| if id == u32::MAX { 0 } else { rank[id as usize] })
+        .collect()
+}
+
+/// [`sort_order`] on the row format, for any key types.
+fn sort_on_rows(hours: &arrow::array::Int64Array, keys: &[ArrayRef]) -> Result<Vec<u32>> {
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(hours.clone())];
+    columns.extend(keys.iter().cloned());
+    let converter = RowConverter::new(
+        columns
+            .iter()
+            .map(|k| SortField::new(k.data_type().clone()))
+            .collect(),
+    )?;
+    let rows = converter.convert_columns(&columns)?;
+    let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
+    order.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
+    Ok(order)
+}
+
 /// Encodes sorted rows as one Parquet file, as a flush writes them.
 pub fn encode(signal: Signal, batch: &RecordBatch) -> Result<Bytes> {
     encode_with_level(signal, batch, FLUSH_ZSTD_LEVEL)
@@ -226,9 +320,104 @@ pub fn encode_with_level(signal: Signal, batch: &RecordBatch, zstd_level: i32) -
     let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
     let props = writer_properties(signal, zstd_level);
     let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
-    writer.write(batch)?;
+    writer.write(&with_backed_strings(batch)?)?;
     writer.close()?;
     Ok(Bytes::from(out))
+}
+
+/// The rows with every string column's bytes at a real address, for the Parquet writer.
+///
+/// A string column whose values are all empty (or null) holds no bytes, and arrow gives its
+/// empty data buffer a dangling address in the never-mapped first page. The writer's
+/// dictionary compares each value with the entry its hash finds, and glibc's AVX-512
+/// `memcmp` reads even an empty string with a masked vector load, which at an unmapped
+/// address takes a microcode assist: an empty string compared from such a column cost 141
+/// ns against 23 ns from one with real memory behind it
+/// (`SYNTH=1 examples/column_cost`), and TSBS points carry two such columns (`description`,
+/// `scope_version`), 29 % of their flush's encoding. Each such column is given a small
+/// allocation of its own; the values are the same.
+pub fn with_backed_strings(batch: &RecordBatch) -> Result<RecordBatch> {
+    let Some(columns) = backed_columns(batch.columns())? else {
+        return Ok(batch.clone());
+    };
+    Ok(RecordBatch::try_new_with_options(
+        batch.schema(),
+        columns,
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )?)
+}
+
+/// The arrays with [`backed`] in place of each one it changes; `None` if it changes none.
+fn backed_columns(arrays: &[ArrayRef]) -> Result<Option<Vec<ArrayRef>>> {
+    let mut changed = None::<Vec<ArrayRef>>;
+    for (i, array) in arrays.iter().enumerate() {
+        if let Some(new) = backed(array)? {
+            changed.get_or_insert_with(|| arrays.to_vec())[i] = new;
+        }
+    }
+    Ok(changed)
+}
+
+/// The array with its string data (at any depth of lists, maps and structs) over real
+/// memory; `None` when it already is.
+fn backed(array: &ArrayRef) -> Result<Option<ArrayRef>> {
+    use arrow::array::{AsArray, ListArray, MapArray, StringArray, StructArray};
+    use arrow::datatypes::DataType;
+    Ok(match array.data_type() {
+        DataType::Utf8 => {
+            let strings = array.as_string::<i32>();
+            if strings.is_empty() || !strings.values().is_empty() {
+                return Ok(None);
+            }
+            // A real allocation that holds no bytes.
+            let values = arrow::buffer::Buffer::from_vec(Vec::<u8>::with_capacity(64));
+            Some(Arc::new(StringArray::try_new(
+                strings.offsets().clone(),
+                values,
+                strings.nulls().cloned(),
+            )?))
+        }
+        DataType::Struct(fields) => {
+            let structs = array.as_struct();
+            backed_columns(structs.columns())?
+                .map(|columns| {
+                    StructArray::try_new(fields.clone(), columns, structs.nulls().cloned())
+                })
+                .transpose()?
+                .map(|a| Arc::new(a) as ArrayRef)
+        }
+        DataType::List(field) => {
+            let lists = array.as_list::<i32>();
+            backed(lists.values())?
+                .map(|values| {
+                    ListArray::try_new(
+                        field.clone(),
+                        lists.offsets().clone(),
+                        values,
+                        lists.nulls().cloned(),
+                    )
+                })
+                .transpose()?
+                .map(|a| Arc::new(a) as ArrayRef)
+        }
+        DataType::Map(field, ordered) => {
+            let maps = array.as_map();
+            let entries: ArrayRef = Arc::new(maps.entries().clone());
+            backed(&entries)?
+                .map(|entries| {
+                    MapArray::try_new(
+                        field.clone(),
+                        maps.offsets().clone(),
+                        entries.as_struct().clone(),
+                        maps.nulls().cloned(),
+                        *ordered,
+                    )
+                })
+                .transpose()?
+                .map(|a| Arc::new(a) as ArrayRef)
+        }
+        _ => None,
+    })
 }
 
 /// Object-store path of a file: `tenant={t}/signal={s}/date=YYYY-MM-DD/hour=HH/{id}.parquet`.
@@ -448,5 +637,163 @@ mod tests {
         let bytes = encode(Signal::Logs, &batch).unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
         assert_eq!(reader.schema().fields().len(), schema.fields().len());
+    }
+
+    /// Where each string leaf of `array` keeps its bytes, depth first.
+    fn string_data(array: &ArrayRef, out: &mut Vec<usize>) {
+        use arrow::array::AsArray;
+        match array.data_type() {
+            DataType::Utf8 => out.push(array.as_string::<i32>().values().as_ptr() as usize),
+            DataType::Struct(_) => {
+                for c in array.as_struct().columns() {
+                    string_data(c, out);
+                }
+            }
+            DataType::List(_) => string_data(array.as_list::<i32>().values(), out),
+            DataType::Map(..) => string_data(
+                &(Arc::new(array.as_map().entries().clone()) as ArrayRef),
+                out,
+            ),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn empty_strings_reach_the_writer_over_real_memory() {
+        use arrow::array::{ListArray, MapArray, StructArray};
+        use arrow::buffer::OffsetBuffer;
+        // As a flush builds them: a column of empty strings (a gauge's `description`), a
+        // nested one (a link's `trace_state` inside a list of structs), a map whose values
+        // are all empty and one whose values are all null (no bytes either way).
+        let empty = |n: usize| Arc::new(StringArray::from(vec![""; n])) as ArrayRef;
+        let map = |values: ArrayRef| -> ArrayRef {
+            let entries = match crate::schema::map_entries_field().data_type() {
+                DataType::Struct(fields) => StructArray::new(
+                    fields.clone(),
+                    vec![
+                        Arc::new(StringArray::from(vec!["k"; 3])) as ArrayRef,
+                        values,
+                    ],
+                    None,
+                ),
+                _ => unreachable!(),
+            };
+            Arc::new(MapArray::new(
+                crate::schema::map_entries_field(),
+                OffsetBuffer::from_lengths([1, 2]),
+                entries,
+                None,
+                false,
+            ))
+        };
+        let link = Field::new("trace_state", DataType::Utf8, false);
+        let links: ArrayRef = Arc::new(ListArray::new(
+            Arc::new(Field::new(
+                "item",
+                DataType::Struct(vec![link.clone()].into()),
+                false,
+            )),
+            OffsetBuffer::from_lengths([0, 3]),
+            Arc::new(StructArray::new(vec![link].into(), vec![empty(3)], None)),
+            None,
+        ));
+        let columns = vec![
+            empty(2),
+            links,
+            map(empty(3)),
+            map(arrow::array::new_null_array(&DataType::Utf8, 3)),
+            Arc::new(StringArray::from(vec!["a", ""])) as ArrayRef,
+        ];
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        ));
+        let batch = RecordBatch::try_new(schema, columns).unwrap();
+        let leaves = |b: &RecordBatch| {
+            let mut out = Vec::new();
+            b.columns().iter().for_each(|c| string_data(c, &mut out));
+            out
+        };
+        // Arrow puts a column without bytes in the never-mapped first page.
+        let before = leaves(&batch);
+        assert_eq!(before.len(), 7);
+        let dangling: Vec<bool> = before.iter().map(|&p| p < 4096).collect();
+        assert_eq!(
+            dangling,
+            [true, true, false, true, false, true, false],
+            "{before:x?}"
+        );
+
+        let backed = with_backed_strings(&batch).unwrap();
+        assert_eq!(backed, batch, "the same values");
+        let after = leaves(&backed);
+        assert!(after.iter().all(|&p| p >= 4096), "{after:x?}");
+        // Columns that had bytes are the same arrays, not copies.
+        for (b, a) in before.iter().zip(&after).filter(|(b, _)| **b >= 4096) {
+            assert_eq!(b, a);
+        }
+        // A batch with nothing to change comes back as it was.
+        let full = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, false)])),
+            vec![Arc::new(StringArray::from(vec!["x"])) as ArrayRef],
+        )
+        .unwrap();
+        let same = with_backed_strings(&full).unwrap();
+        assert!(Arc::ptr_eq(same.column(0), full.column(0)));
+        // And the file holds the same rows.
+        let bytes = encode(Signal::Metrics, &batch).unwrap();
+        let read: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        assert_eq!(read, [batch]);
+    }
+
+    #[test]
+    fn rows_sort_on_integer_keys_as_on_the_row_format() {
+        use arrow::array::{Int64Array, StringArray, UInt64Array};
+        // A small xorshift: the same cases on every run.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let names = ["", "a", "ab", "b", "é", "checkout", "cart", "Z"];
+        for case in 0..200 {
+            let rows = 1 + next(300) as usize;
+            // Few hours (some before 1970), few names with nulls, colliding times and series.
+            let hours = Int64Array::from_iter_values((0..rows).map(|_| next(4) as i64 - 2));
+            let strings: ArrayRef = Arc::new(StringArray::from_iter((0..rows).map(|_| {
+                let i = next(names.len() as u64 + 1) as usize;
+                names.get(i).copied()
+            })));
+            let series: ArrayRef = Arc::new(UInt64Array::from_iter_values(
+                (0..rows).map(|_| next(3) << 62),
+            ));
+            let time: ArrayRef = Arc::new(TimestampNanosecondArray::from_iter_values(
+                (0..rows).map(|_| next(5) as i64 * HOUR_NS / 2 - HOUR_NS),
+            ));
+            for keys in [
+                vec![strings.clone(), time.clone()],
+                vec![strings.clone(), series.clone(), time.clone()],
+            ] {
+                assert_eq!(
+                    sort_order(&hours, &keys).unwrap(),
+                    sort_on_rows(&hours, &keys).unwrap(),
+                    "case {case}"
+                );
+            }
+        }
+        // Keys it has no integers for go to the row format.
+        let hours = Int64Array::from(vec![0, 0]);
+        let floats: ArrayRef = Arc::new(arrow::array::Float64Array::from(vec![2.0, 1.0]));
+        assert_eq!(sort_order(&hours, &[floats]).unwrap(), [1, 0]);
     }
 }
