@@ -355,9 +355,9 @@ impl<'a> Origin<'a> {
         self.service.len()
             + self.scope_name.len()
             + self.scope_version.len()
+            + e.keys.bytes.len()
+            + e.values.bytes.len()
             + e.keys.len()
-            + e.values.len()
-            + e.key_ends.len()
     }
 
     /// The origin of a decoded scope's rows.
@@ -491,31 +491,20 @@ pub(crate) struct MapColumn {
 pub(crate) struct Rendered(Arc<RenderedEntries>);
 
 struct RenderedEntries {
-    /// The keys, one after the other, and where each ends in `keys`.
-    keys: String,
-    key_ends: Vec<i32>,
-    /// The values' text, one after the other (nothing for an empty value), where each
-    /// ends in `values`, and which are not empty.
-    values: String,
-    value_ends: Vec<i32>,
+    keys: StringColumn,
+    /// The values' text (nothing for an empty value), and which are not empty.
+    values: StringColumn,
     valid: Vec<bool>,
 }
 
 impl Rendered {
     pub(crate) fn new<A: Attribute>(attributes: &[A]) -> Self {
         let mut e = RenderedEntries {
-            keys: String::new(),
-            key_ends: Vec::with_capacity(attributes.len()),
-            values: String::new(),
-            value_ends: Vec::with_capacity(attributes.len()),
+            keys: StringColumn::with_capacity(attributes.len(), 0),
+            values: StringColumn::with_capacity(attributes.len(), 0),
             valid: Vec::with_capacity(attributes.len()),
         };
-        for_unique(attributes, |kv| {
-            e.keys.push_str(kv.key());
-            e.key_ends.push(e.keys.len() as i32);
-            e.valid.push(kv.value().write_text(&mut e.values));
-            e.value_ends.push(e.values.len() as i32);
-        });
+        append_entries(attributes, &mut e.keys, &mut e.values, |v| e.valid.push(v));
         Self(Arc::new(e))
     }
 
@@ -524,9 +513,9 @@ impl Rendered {
         let (mut entries, mut key_bytes, mut value_bytes, mut rows) = (0, 0, 0, 0);
         let mut any_empty = false;
         for (r, n) in runs.clone() {
-            entries += n * r.0.key_ends.len();
-            key_bytes += n * r.0.keys.len();
-            value_bytes += n * r.0.values.len();
+            entries += n * r.0.keys.len();
+            key_bytes += n * r.0.keys.bytes.len();
+            value_bytes += n * r.0.values.bytes.len();
             rows += n;
             any_empty |= r.0.valid.contains(&false);
         }
@@ -538,8 +527,8 @@ impl Rendered {
         for (r, n) in runs {
             let e = &*r.0;
             for _ in 0..n {
-                keys.push_row(&e.keys, &e.key_ends);
-                values.push_row(&e.values, &e.value_ends);
+                keys.push_column(&e.keys);
+                values.push_column(&e.values);
                 if any_empty {
                     e.valid.iter().for_each(|&v| valid.append(v));
                 }
@@ -585,12 +574,12 @@ impl StringColumn {
         self.offsets.push(offset(self.bytes.len()));
     }
 
-    /// Appends the strings of `text` that end at `ends` (offsets into `text`, ascending,
-    /// each at a character boundary).
-    fn push_row(&mut self, text: &str, ends: &[i32]) {
+    /// Appends every string of `other`.
+    fn push_column(&mut self, other: &StringColumn) {
         let base = offset(self.bytes.len());
-        self.bytes.push_str(text);
-        self.offsets.extend(ends.iter().map(|&end| base + end));
+        self.bytes.push_str(&other.bytes);
+        self.offsets
+            .extend(other.offsets[1..].iter().map(|&end| base + end));
     }
 
     fn finish(self, nulls: Option<NullBuffer>) -> ArrayRef {
@@ -653,11 +642,9 @@ impl MapColumn {
 
     /// Appends one row. Keys must be unique per OTLP; a repeated key keeps its first value.
     pub(crate) fn append<A: Attribute>(&mut self, attributes: &[A]) {
-        let (keys, values, valid) = (&mut self.keys, &mut self.values, &mut self.valid);
-        for_unique(attributes, |kv| {
-            keys.push_str(kv.key());
-            valid.append(kv.value().write_text(&mut values.bytes));
-            values.end_string();
+        let valid = &mut self.valid;
+        append_entries(attributes, &mut self.keys, &mut self.values, |v| {
+            valid.append(v)
         });
         self.offsets.push(offset(self.keys.len()));
     }
@@ -669,6 +656,21 @@ impl MapColumn {
             self.values.finish(self.valid.finish()),
         )
     }
+}
+
+/// Appends the attributes' keys and their values' text as map entries (a repeated key keeps
+/// its first value), telling `valid` whether each value is there.
+fn append_entries<A: Attribute>(
+    attributes: &[A],
+    keys: &mut StringColumn,
+    values: &mut StringColumn,
+    mut valid: impl FnMut(bool),
+) {
+    for_unique(attributes, |kv| {
+        keys.push_str(kv.key());
+        valid(kv.value().write_text(&mut values.bytes));
+        values.end_string();
+    });
 }
 
 /// A length as an offset of a 32-bit offset column. The receivers' body limit keeps a
