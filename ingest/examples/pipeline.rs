@@ -14,6 +14,7 @@
 //!   every batch kept for the next stages; `convert_warm`: the same, each batch dropped once
 //!   built (the node's steady state), best of three passes;
 //! - parquet: convert, then split by hour, sort and encode Parquet (`strata_storage::parquet_file`);
+//!   `parquet_only` without the conversion, `sort` the split and sort alone;
 //! - wal_encode: the rows form of each converted request's WAL record
 //!   (`strata_storage::wal::encode_payload`). The receivers write it only for OTLP/JSON bodies
 //!   and metrics the series limit cut; a protobuf request's record keeps the request's bytes.
@@ -107,8 +108,12 @@ fn main() {
     // PIPELINE_DUMP=dir keeps the files, for looking at their column sizes.
     let dump = std::env::var_os("PIPELINE_DUMP").map(std::path::PathBuf::from);
     let mut files = 0;
+    let mut sort_s = 0.0;
     let mut flush = |chunk: &mut Vec<arrow::array::RecordBatch>| {
-        for part in partition_and_sort(table, chunk).expect("sorts") {
+        let sorting = Instant::now();
+        let parts = partition_and_sort(table, chunk).expect("sorts");
+        sort_s += sorting.elapsed().as_secs_f64();
+        for part in parts {
             let bytes = encode(table, &part.batch).expect("encodes");
             parquet_bytes += bytes.len();
             if let Some(dir) = &dump {
@@ -138,6 +143,7 @@ fn main() {
             "convert_items_per_s": items / convert_s,
             "convert_warm_items_per_s": items / convert_warm,
             "parquet_only_items_per_s": items / parquet_s,
+            "sort_items_per_s": items / sort_s,
             "parquet_items_per_s": items / (convert_s + parquet_s),
             "parquet_bytes_per_item": parquet_bytes as f64 / items,
             "wal_encode_items_per_s": items / wal_s,

@@ -227,6 +227,47 @@ mod tests {
     }
 
     #[test]
+    fn rows_far_apart_are_gathered_as_interleave_gathers_them() {
+        let rows = |seed: usize, n: usize| -> Vec<Vec<(String, Option<String>)>> {
+            (0..n)
+                .map(|r| {
+                    (0..(r * 7 + seed) % 5)
+                        .map(|e| {
+                            let value = ((r + e) % 4 != 0).then(|| "v".repeat((r * 13 + e) % 90));
+                            (format!("k{}", (r + e + seed) % 11), value)
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let as_refs = |rows: &[Vec<(String, Option<String>)>]| {
+            let rows: Vec<Vec<(&str, Option<&str>)>> = rows
+                .iter()
+                .map(|r| r.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect())
+                .collect();
+            let rows: Vec<&[(&str, Option<&str>)]> = rows.iter().map(|r| r.as_slice()).collect();
+            batch(&rows)
+        };
+        let (a, b, c) = (
+            as_refs(&rows(1, 300)),
+            as_refs(&rows(2, 40)),
+            as_refs(&rows(3, 1)),
+        );
+        let batches = [&a, &b, &c];
+        // A sorted flush's order: strided through every batch, some rows twice.
+        let mut indices = Vec::new();
+        for start in 0..9 {
+            indices.extend((start..300).step_by(9).map(|r| (0, r)));
+            indices.extend((start..40).step_by(9).map(|r| (1, r)));
+        }
+        indices.extend([(2, 0), (0, 299), (0, 0), (1, 39)]);
+        let gathered = gather(&batches, &indices).unwrap();
+        let expected = arrow::compute::interleave_record_batch(&batches, &indices).unwrap();
+        assert_eq!(gathered, expected);
+        gathered.column(0).to_data().validate_full().unwrap();
+    }
+
+    #[test]
     fn columns_without_values_are_gathered_as_interleave_gathers_them() {
         use arrow::array::{Int64Array, ListArray, new_null_array};
         use arrow::datatypes::Int64Type;
