@@ -8,7 +8,9 @@
 # `strata-bench generate` (or the *.otlp files `strata-bench run` leaves in its work dir).
 # Sends the data set RUNS times (default 2, each to its own tenant) over 8 connections and
 # prints each load's report, then the node's user+system CPU seconds from /proc once the
-# write buffer is empty (flushed to Parquet). Extra `strata-bench load` flags (e.g.
+# write buffer is empty (flushed to Parquet), and the rows flushed. A request the node
+# refuses is sent again until acknowledged (`--retry`), so the CPU is always that of the
+# whole data set. Extra `strata-bench load` flags (e.g.
 # `--rate 190000`) can be given in LOAD_ARGS.
 # Environment for the node (e.g. MIMALLOC_ALLOW_THP=0) can be given in NODE_ENV.
 set -euo pipefail
@@ -28,7 +30,7 @@ endpoint=$grpc
 [ "$protocol" = http ] && endpoint=$otlp_http
 for i in $(seq "$runs"); do
     "$bin/strata-bench" load --input "$dataset" --endpoint "$endpoint" --protocol "$protocol" \
-        --connections 8 --tenant "run$i" ${LOAD_ARGS:-}
+        --connections 8 --retry --tenant "run$i" ${LOAD_ARGS:-}
     echo
 done
 # Counted once what was acknowledged is in Parquet: the last flush is part of the load's cost.
@@ -36,4 +38,5 @@ for _ in $(seq 600); do
     curl -s http://127.0.0.1:13100/metrics | grep -q '^strata_storage_buffered_bytes 0$' && break
     sleep 0.1
 done
+curl -s http://127.0.0.1:13100/metrics | grep '^strata_storage_rows_flushed_total' || true
 awk '{ printf "node CPU seconds: %.2f\n", ($14 + $15) / 100 }' "/proc/$node/stat"
