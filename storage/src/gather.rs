@@ -240,7 +240,7 @@ mod tests {
                 })
                 .collect()
         };
-        let as_refs = |rows: &[Vec<(String, Option<String>)>]| {
+        let batch_of = |rows: &[Vec<(String, Option<String>)>]| {
             let rows: Vec<Vec<(&str, Option<&str>)>> = rows
                 .iter()
                 .map(|r| r.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect())
@@ -249,9 +249,9 @@ mod tests {
             batch(&rows)
         };
         let (a, b, c) = (
-            as_refs(&rows(1, 300)),
-            as_refs(&rows(2, 40)),
-            as_refs(&rows(3, 1)),
+            batch_of(&rows(1, 300)),
+            batch_of(&rows(2, 40)),
+            batch_of(&rows(3, 1)),
         );
         let batches = [&a, &b, &c];
         // A sorted flush's order: strided through every batch, some rows twice.

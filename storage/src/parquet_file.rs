@@ -167,18 +167,14 @@ pub fn partition_and_sort(signal: Signal, batches: &[RecordBatch]) -> Result<Vec
             signal,
             reason: "time is not a nanosecond timestamp".into(),
         })?;
-    let hours: ArrayRef = Arc::new(arrow::array::Int64Array::from_iter_values(
+    let hours = arrow::array::Int64Array::from_iter_values(
         time.values().iter().map(|t| t.div_euclid(HOUR_NS)),
-    ));
+    );
     let mut keys = Vec::new();
     for name in sort_columns(signal) {
         keys.push(key_column(name)?);
     }
-    let order = sort_order(hours.as_any().downcast_ref().expect("built above"), &keys)?;
-    let hours = hours
-        .as_any()
-        .downcast_ref::<arrow::array::Int64Array>()
-        .expect("built above");
+    let order = sort_order(&hours, &keys)?;
     let mut parts = Vec::new();
     let mut start = 0;
     while start < order.len() {
@@ -216,7 +212,7 @@ pub fn partition_and_sort(signal: Signal, batches: &[RecordBatch]) -> Result<Vec
 /// Keys of other types, or integers with nulls, are sorted on the row format.
 fn sort_order(hours: &arrow::array::Int64Array, keys: &[ArrayRef]) -> Result<Vec<u32>> {
     use arrow::array::AsArray;
-    use arrow::datatypes::{DataType, TimeUnit, UInt64Type};
+    use arrow::datatypes::{DataType, TimeUnit, TimestampNanosecondType, UInt64Type};
     let rows = hours.len();
     let min_hour = hours.values().iter().copied().min().unwrap_or(0);
     // Each column as order-preserving u64s: the first joins the hour in one word.
@@ -228,9 +224,7 @@ fn sort_order(hours: &arrow::array::Int64Array, keys: &[ArrayRef]) -> Result<Vec
                 key.as_primitive::<UInt64Type>().values().to_vec()
             }
             DataType::Timestamp(TimeUnit::Nanosecond, _) if key.null_count() == 0 => key
-                .as_any()
-                .downcast_ref::<TimestampNanosecondArray>()
-                .expect("a nanosecond timestamp")
+                .as_primitive::<TimestampNanosecondType>()
                 .values()
                 .iter()
                 .map(|&t| (t as u64) ^ (1 << 63))
