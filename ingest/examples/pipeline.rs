@@ -33,7 +33,7 @@ use prost::Message;
 use strata_bench::data::Signal as OtlpSignal;
 use strata_ingest::OtlpSignal as _;
 use strata_storage::Signal;
-use strata_storage::parquet_file::{encode, partition_and_sort};
+use strata_storage::parquet_file::{FLUSH_ZSTD_LEVEL, encode_file, partition_and_sort};
 
 fn convert(signal: OtlpSignal, body: &Bytes) -> Option<arrow::array::RecordBatch> {
     let converted = match signal {
@@ -114,7 +114,13 @@ fn main() {
         let parts = partition_and_sort(table, chunk).expect("sorts");
         sort_s += sorting.elapsed().as_secs_f64();
         for part in parts {
-            let bytes = encode(table, &part.batch).expect("encodes");
+            let bytes = encode_file(
+                table,
+                &part.batch,
+                part.resources.as_deref(),
+                FLUSH_ZSTD_LEVEL,
+            )
+            .expect("encodes");
             parquet_bytes += bytes.len();
             if let Some(dir) = &dump {
                 files += 1;

@@ -26,6 +26,7 @@ pub mod incidents;
 pub mod limits;
 mod metrics;
 mod percentile;
+pub mod resources;
 pub mod series_index;
 pub mod stats;
 pub mod table;

@@ -26,7 +26,7 @@ use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::UInt64Type;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, DFSchema, Result};
+use datafusion::common::{Column, DFSchema, DataFusionError, Result};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
@@ -39,6 +39,9 @@ use datafusion::parquet::arrow::async_reader::AsyncFileReader;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use futures::TryStreamExt;
 use parking_lot::Mutex;
+use strata_storage::resources::{
+    RESOURCE_ATTRIBUTES, RESOURCE_COLUMN, json_of, materialise, parse, table_schema_of,
+};
 
 /// The column every other series column is a function of.
 pub const SERIES: &str = "series";
@@ -268,8 +271,23 @@ async fn build(
     let roots = |names: &[&str]| -> Option<Vec<usize>> {
         names.iter().map(|n| schema.index_of(n).ok()).collect()
     };
-    let (Some(series_root), Some(label_roots)) = (roots(&[SERIES]), roots(&SERIES_COLUMNS)) else {
+    // Files that store each resource once hold `resource` in place of the map.
+    let stored_once = schema.index_of(RESOURCE_COLUMN).is_ok();
+    let label_columns = SERIES_COLUMNS.map(|c| {
+        if stored_once && c == RESOURCE_ATTRIBUTES {
+            RESOURCE_COLUMN
+        } else {
+            c
+        }
+    });
+    let (Some(series_root), Some(label_roots)) = (roots(&[SERIES]), roots(&label_columns)) else {
         return Ok(None);
+    };
+    let resources = match json_of(builder.metadata().file_metadata()) {
+        Some(json) if stored_once => {
+            Some(parse(json).map_err(|e| DataFusionError::External(Box::new(e)))?)
+        }
+        _ => None,
     };
     let series_mask = ProjectionMask::roots(parquet_schema, series_root);
     let label_mask = ProjectionMask::roots(parquet_schema, label_roots);
@@ -314,6 +332,12 @@ async fn build(
         return Ok(None);
     };
     let labels = arrow::compute::concat_batches(&first.schema(), &batches)?;
+    let labels = materialise(
+        &table_schema_of(&labels.schema()),
+        &labels,
+        resources.as_ref(),
+    )
+    .map_err(|e| DataFusionError::External(Box::new(e)))?;
     if labels.num_rows() != run_rows.len() {
         return Ok(None);
     }

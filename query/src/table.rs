@@ -26,6 +26,7 @@ use futures::StreamExt;
 use strata_storage::catalog::FileMeta;
 use strata_storage::{Signal, Storage, TenantId, TimeRange};
 
+use crate::resources::{ResourceAdapterFactory, scan_schema};
 use crate::series_index::{Selected, SeriesIndex};
 use crate::stats::ScanCounter;
 
@@ -149,17 +150,23 @@ impl TableProvider for SignalTable {
                 *load += size;
                 group.push(file);
             }
-            let source = ParquetSource::new(self.schema.clone())
+            // Files may store each resource once (crate::resources): they are read with a
+            // `resource` column after the table's, never part of the scan's output.
+            let source = ParquetSource::new(scan_schema(&self.schema))
                 .with_table_parquet_options(state.table_options().parquet.clone())
                 .with_parquet_file_reader_factory(reader_factory);
+            let projection = projection
+                .cloned()
+                .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
             let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
+                .with_expr_adapter(Some(Arc::new(ResourceAdapterFactory)))
                 .with_file_groups(
                     groups
                         .into_iter()
                         .map(|(_, files)| FileGroup::new(files))
                         .collect(),
                 )
-                .with_projection_indices(projection.cloned())?
+                .with_projection_indices(Some(projection))?
                 .with_limit(limit)
                 .build();
             inputs.push(DataSourceExec::from_data_source(config));

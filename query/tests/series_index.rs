@@ -216,3 +216,108 @@ async fn the_index_selects_the_runs_of_matching_series() {
     ));
     assert!(index.bytes() > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_with_the_map_on_every_row_read_as_before() {
+    use datafusion::parquet::arrow::ArrowWriter;
+    use object_store::ObjectStoreExt;
+    use strata_storage::parquet_file::{partition_and_sort, writer_properties};
+    use strata_storage::resources::{RESOURCE_COLUMN, materialise, parse};
+
+    // Hosts 0–9 in a file of the layout written before resources were stored once: the
+    // resource attribute map on every row.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("objects")).unwrap();
+    let store = strata_storage::objects::object_store_from_url(&format!(
+        "file://{}/objects",
+        dir.path().display()
+    ))
+    .unwrap();
+    let catalog = Arc::new(
+        strata_storage::SqlCatalog::connect(&format!(
+            "sqlite://{}/catalog.db",
+            dir.path().display()
+        ))
+        .await
+        .unwrap(),
+    );
+    let request = strata_proto::json::decode_metrics(request(0..10).as_bytes()).unwrap();
+    let batch = strata_ingest::convert::metrics_to_batch(&request)
+        .batch
+        .unwrap();
+    let [part] =
+        <[_; 1]>::try_from(partition_and_sort(Signal::Metrics, &[batch]).unwrap()).unwrap();
+    let resources = parse(part.resources.as_deref().unwrap()).unwrap();
+    let table = materialise(&schema_for(Signal::Metrics), &part.batch, Some(&resources)).unwrap();
+    let mut bytes = Vec::new();
+    let props = writer_properties(Signal::Metrics, 1);
+    let mut writer = ArrowWriter::try_new(&mut bytes, table.schema(), Some(props)).unwrap();
+    writer.write(&table).unwrap();
+    writer.close().unwrap();
+    let path = "tenant=mixed/signal=metrics/earlier.parquet";
+    store
+        .put(&path.into(), bytes::Bytes::from(bytes.clone()).into())
+        .await
+        .unwrap();
+    use strata_storage::Catalog;
+    catalog
+        .add_files(
+            &[FileMeta {
+                id: "0".into(),
+                tenant: tenant("mixed"),
+                signal: Signal::Metrics,
+                path: path.into(),
+                min_time: part.min_time,
+                max_time: part.max_time,
+                rows: table.num_rows() as i64,
+                size_bytes: bytes.len() as i64,
+                level: 1,
+                created_at: 0,
+            }],
+            None,
+        )
+        .await
+        .unwrap();
+
+    // Hosts 10–19 flushed now, each resource stored once; the same points buffered elsewhere.
+    let storage = Storage::open(store, catalog, strata_storage::StorageConfig::default())
+        .await
+        .unwrap();
+    write(&storage, "mixed", 10..20).await;
+    storage.flush_all().await.unwrap();
+    write(&storage, "buffered", 0..10).await;
+    write(&storage, "buffered", 10..20).await;
+    let files = storage
+        .snapshot(&tenant("mixed"), Signal::Metrics, TimeRange::ALL)
+        .files;
+    assert_eq!(files.len(), 2);
+    let engine = QueryEngine::with_executor(
+        storage,
+        QueryConfig::default(),
+        tokio::runtime::Handle::current(),
+    )
+    .unwrap();
+    for filter in [
+        "true",
+        "resource_attributes['host'] IN ('h01', 'h15')",
+        "resource_attributes['region'] = 'east' AND attributes['cpu'] = 'cpu1'",
+        "resource_attributes['host'] = 'nowhere'",
+    ] {
+        let sql = format!(
+            "SELECT resource_attributes['host'] AS host, resource_attributes, metric_name, \
+             count(*) AS points, sum(value) AS total FROM metrics WHERE {filter} \
+             GROUP BY 1, 2, 3 ORDER BY 1, 3"
+        );
+        let mixed = run(&engine, "mixed", &sql).await;
+        let buffered = run(&engine, "buffered", &sql).await;
+        assert_eq!(buffered.stats.files_scanned, 0, "{filter}");
+        assert_eq!(text(&mixed), text(&buffered), "{filter}");
+    }
+    // `resource` is the files' own: not a column of the table.
+    let star = run(&engine, "mixed", "SELECT * FROM metrics LIMIT 1").await;
+    assert!(star.batches[0].schema().index_of(RESOURCE_COLUMN).is_err());
+    assert_eq!(
+        star.batches[0].schema().fields(),
+        schema_for(Signal::Metrics).fields()
+    );
+}

@@ -31,6 +31,7 @@ pub mod memory;
 mod merge;
 pub mod objects;
 pub mod parquet_file;
+pub mod resources;
 pub mod schema;
 mod store;
 mod tenant;

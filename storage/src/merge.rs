@@ -17,7 +17,9 @@ use std::cmp::Ordering as CmpOrdering;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arrow::array::{Array, RecordBatch, TimestampNanosecondArray};
+use std::collections::HashMap;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampNanosecondArray, UInt32Array};
 use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, Rows, SortField};
 use bytes::Bytes;
@@ -34,8 +36,9 @@ use tokio::runtime::Handle;
 
 use crate::cache::BypassCache;
 use crate::catalog::FileMeta;
-use crate::parquet_file::{with_backed_strings, writer_properties};
-use crate::schema::{TIME_COLUMN, sort_columns};
+use crate::parquet_file::{append_resources, with_backed_strings, writer_properties};
+use crate::resources::{Numbering, RESOURCE_ATTRIBUTES, RESOURCE_COLUMN, RESOURCES_KEY};
+use crate::schema::{TIME_COLUMN, file_schema_for, sort_columns};
 use crate::{Error, Result, Signal};
 
 /// Rows decoded per input at a time.
@@ -97,40 +100,44 @@ pub fn merge_sorted_files(
 ) -> Result<Option<MergedFile>> {
     let keys = sort_columns(signal);
     let mut cursors = Vec::with_capacity(inputs.len());
-    let mut schema: Option<SchemaRef> = None;
+    // Inputs are merged in the file layout, their resources numbered anew.
+    let file_schema = file_schema_for(signal);
+    let mut resources = MergedResources::default();
     for file in inputs {
         let reader = ObjectFileReader {
             store: store.clone(),
             path: Path::from(file.path.as_str()),
             size: file.size_bytes as u64,
         };
-        let stream = handle.block_on(async {
-            ParquetRecordBatchStreamBuilder::new(reader)
-                .await?
+        let (stream, metadata) = handle.block_on(async {
+            let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+            let metadata = builder.metadata().clone();
+            builder
                 .with_batch_size(INPUT_BATCH_ROWS)
                 .build()
+                .map(|stream| (stream, metadata))
         })?;
-        match &schema {
-            None => schema = Some(stream.schema().clone()),
-            Some(s) if s.fields() != stream.schema().fields() => {
-                return Err(Error::Schema {
-                    signal,
-                    reason: format!("{} does not have the schema of the other inputs", file.path),
-                });
-            }
-            Some(_) => {}
+        let layout = Layout::of(&stream, &metadata, &mut resources)?;
+        if layout.file_schema(&stream, &file_schema).fields() != file_schema.fields() {
+            return Err(Error::Schema {
+                signal,
+                reason: format!("{} does not have the schema of the table", file.path),
+            });
         }
         cursors.push(Cursor {
             stream,
+            layout,
+            file_schema: file_schema.clone(),
             batch: None,
             rows: None,
             pos: 0,
             slot: 0,
         });
     }
-    let Some(schema) = schema else {
+    if cursors.is_empty() {
         return Ok(None);
-    };
+    }
+    let schema = file_schema;
     let key_indices: Vec<usize> = keys
         .iter()
         .map(|name| {
@@ -155,7 +162,7 @@ pub fn merge_sorted_files(
     let mut slots: Vec<RecordBatch> = Vec::new();
     let mut active: Vec<usize> = Vec::with_capacity(cursors.len());
     for (i, cursor) in cursors.iter_mut().enumerate() {
-        if cursor.advance_batch(handle, &converter, &key_indices, &mut slots)? {
+        if cursor.advance_batch(handle, &converter, &key_indices, &mut slots, &mut resources)? {
             active.push(i);
         }
     }
@@ -185,7 +192,13 @@ pub fn merge_sorted_files(
                     if cancel.load(Ordering::Relaxed) {
                         return Err(Error::ShuttingDown);
                     }
-                    if !cursor.advance_batch(handle, &converter, &key_indices, &mut slots)? {
+                    if !cursor.advance_batch(
+                        handle,
+                        &converter,
+                        &key_indices,
+                        &mut slots,
+                        &mut resources,
+                    )? {
                         active.remove(0);
                     }
                 }
@@ -226,6 +239,9 @@ pub fn merge_sorted_files(
             Ok(None)
         }
         Ok(()) => {
+            append_resources(&resources.json()?, |kv| {
+                writer.append_key_value_metadata(kv)
+            });
             handle.block_on(writer.finish())?;
             merged.size_bytes = writer.bytes_written() as i64;
             Ok(Some(merged))
@@ -237,9 +253,175 @@ pub fn merge_sorted_files(
     }
 }
 
+/// A table's resources, each once, numbered in order of first appearance across a merge's
+/// inputs.
+#[derive(Default)]
+struct MergedResources {
+    table: Vec<Resource>,
+    index: HashMap<Resource, u32>,
+}
+
+/// One resource's attributes, in order.
+type Resource = Vec<(String, Option<String>)>;
+
+impl MergedResources {
+    fn id_of(&mut self, resource: Resource) -> Result<u32> {
+        if let Some(&id) = self.index.get(&resource) {
+            return Ok(id);
+        }
+        let id = u32::try_from(self.table.len())
+            .map_err(|_| Error::Io(std::io::Error::other("more than 2^32 resources")))?;
+        self.table.push(resource.clone());
+        self.index.insert(resource, id);
+        Ok(id)
+    }
+
+    fn json(&self) -> Result<String> {
+        serde_json::to_string(&self.table).map_err(|e| Error::Io(std::io::Error::other(e)))
+    }
+
+    /// The merged id of each row's map.
+    fn ids_of_maps(&mut self, maps: &ArrayRef) -> Result<UInt32Array> {
+        let numbering = Numbering::new(&[maps])?;
+        let map = maps.as_map();
+        let (keys, values) = (
+            map.keys().as_string::<i32>(),
+            map.values().as_string::<i32>(),
+        );
+        let mut merged = Vec::with_capacity(numbering.first.len());
+        for &(_, row) in &numbering.first {
+            let offsets = map.value_offsets();
+            let resource = (offsets[row] as usize..offsets[row + 1] as usize)
+                .map(|e| {
+                    let value = values.is_valid(e).then(|| values.value(e).to_string());
+                    (keys.value(e).to_string(), value)
+                })
+                .collect();
+            merged.push(self.id_of(resource)?);
+        }
+        Ok(numbering.ids[0]
+            .values()
+            .iter()
+            .map(|&id| merged[id as usize])
+            .collect())
+    }
+}
+
+/// How an input holds its resources.
+enum Layout {
+    /// A `resource` column: the merged id of each of the file's resources.
+    Ids(Vec<u32>),
+    /// A `resource_attributes` map on every row (files written before the resource layout).
+    Maps,
+}
+
+impl Layout {
+    fn of(
+        stream: &ParquetRecordBatchStream<ObjectFileReader>,
+        metadata: &ParquetMetaData,
+        resources: &mut MergedResources,
+    ) -> Result<Self> {
+        if stream.schema().index_of(RESOURCE_COLUMN).is_err() {
+            return Ok(Self::Maps);
+        }
+        let json = metadata
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|kv| kv.key == RESOURCES_KEY))
+            .and_then(|kv| kv.value.as_deref())
+            .ok_or_else(|| {
+                Error::Io(std::io::Error::other(format!(
+                    "a file with a {RESOURCE_COLUMN} column and no {RESOURCES_KEY}"
+                )))
+            })?;
+        let table: Vec<Resource> = serde_json::from_str(json)
+            .map_err(|e| Error::Io(std::io::Error::other(format!("{RESOURCES_KEY}: {e}"))))?;
+        Ok(Self::Ids(
+            table
+                .into_iter()
+                .map(|r| resources.id_of(r))
+                .collect::<Result<_>>()?,
+        ))
+    }
+
+    /// The schema of the input's batches once converted.
+    fn file_schema(
+        &self,
+        stream: &ParquetRecordBatchStream<ObjectFileReader>,
+        file_schema: &SchemaRef,
+    ) -> SchemaRef {
+        match self {
+            Self::Ids(_) => stream.schema().clone(),
+            // Converted below; the rest of the fields must match.
+            Self::Maps => {
+                let fields: Vec<_> = stream
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        if f.name() == RESOURCE_ATTRIBUTES {
+                            file_schema
+                                .field_with_name(RESOURCE_COLUMN)
+                                .map(|f| Arc::new(f.clone()))
+                                .unwrap_or_else(|_| f.clone())
+                        } else {
+                            f.clone()
+                        }
+                    })
+                    .collect();
+                Arc::new(arrow::datatypes::Schema::new(fields))
+            }
+        }
+    }
+
+    /// An input batch in the file layout, with merged resource ids.
+    fn convert(
+        &self,
+        batch: RecordBatch,
+        file_schema: &SchemaRef,
+        resources: &mut MergedResources,
+    ) -> Result<RecordBatch> {
+        let (index, ids) = match self {
+            Self::Ids(merged) => {
+                let index = batch.schema().index_of(RESOURCE_COLUMN)?;
+                let local = batch
+                    .column(index)
+                    .as_primitive_opt::<arrow::datatypes::UInt32Type>()
+                    .ok_or_else(|| Error::Io(std::io::Error::other("resource is not UInt32")))?;
+                let ids = local
+                    .values()
+                    .iter()
+                    .map(|&id| {
+                        merged.get(id as usize).copied().ok_or_else(|| {
+                            Error::Io(std::io::Error::other(format!(
+                                "resource {id} of {} in the file",
+                                merged.len()
+                            )))
+                        })
+                    })
+                    .collect::<Result<Vec<u32>>>()?;
+                (index, UInt32Array::from(ids))
+            }
+            Self::Maps => {
+                let index = batch.schema().index_of(RESOURCE_ATTRIBUTES)?;
+                (index, resources.ids_of_maps(batch.column(index))?)
+            }
+        };
+        let mut columns = batch.columns().to_vec();
+        columns[index] = Arc::new(ids);
+        Ok(RecordBatch::try_new_with_options(
+            file_schema.clone(),
+            columns,
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+        )?)
+    }
+}
+
 /// One input: its stream and its current batch with the batch's sort keys.
 struct Cursor {
     stream: ParquetRecordBatchStream<ObjectFileReader>,
+    layout: Layout,
+    file_schema: SchemaRef,
     batch: Option<RecordBatch>,
     rows: Option<Rows>,
     pos: usize,
@@ -263,6 +445,7 @@ impl Cursor {
         converter: &RowConverter,
         key_indices: &[usize],
         slots: &mut Vec<RecordBatch>,
+        resources: &mut MergedResources,
     ) -> Result<bool> {
         loop {
             match handle.block_on(self.stream.next()) {
@@ -276,6 +459,7 @@ impl Cursor {
                     if batch.num_rows() == 0 {
                         continue;
                     }
+                    let batch = self.layout.convert(batch, &self.file_schema, resources)?;
                     let columns: Vec<_> = key_indices
                         .iter()
                         .map(|&i| batch.column(i).clone())

@@ -7,7 +7,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, TimestampNanosecondArray};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampNanosecondArray};
+use arrow::datatypes::UInt32Type;
 use arrow::row::{RowConverter, SortField};
 use bytes::Bytes;
 use chrono::{DateTime, Timelike, Utc};
@@ -16,7 +17,10 @@ use parquet::basic::{Compression, Encoding, Type as PhysicalType, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::schema::types::ColumnPath;
 
-use crate::schema::{TIME_COLUMN, schema_for, sort_columns};
+use crate::resources::{
+    Numbering, RESOURCE_ATTRIBUTES, RESOURCES_ID_KEY, RESOURCES_KEY, file_schema_of,
+};
+use crate::schema::{TIME_COLUMN, file_schema_for, sort_columns};
 use crate::{Error, Result, Signal};
 
 /// Nanoseconds in one hour, the width of a time partition.
@@ -78,7 +82,7 @@ pub fn writer_properties(signal: Signal, zstd_level: i32) -> WriterProperties {
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
-    let schema = schema_for(signal);
+    let schema = file_schema_for(signal);
     let leaves = ArrowSchemaConverter::new()
         .convert(&schema)
         .expect("the table schemas convert to Parquet");
@@ -132,7 +136,11 @@ pub fn writer_properties(signal: Signal, zstd_level: i32) -> WriterProperties {
 pub struct PartitionBatch {
     /// Start of the hour, ns since the epoch.
     pub hour_start: i64,
+    /// The rows in the file layout ([`file_schema_for`]).
     pub batch: RecordBatch,
+    /// The file's resources (JSON, see [`crate::resources`]); `None` for rows without
+    /// resource attributes.
+    pub resources: Option<String>,
     pub min_time: i64,
     pub max_time: i64,
 }
@@ -140,7 +148,10 @@ pub struct PartitionBatch {
 /// Splits `batches` by the hour of `time` and sorts each part by the signal's sort key.
 ///
 /// The rows are copied once: the sort runs over the key columns only (concatenated), and
-/// each hour's rows are then gathered from the input batches in sorted order.
+/// each hour's rows are then gathered from the input batches in sorted order. Resource
+/// attribute maps are not copied: each row's map is numbered in arrival order (reading the
+/// batches front to back), the numbers are gathered, and each part keeps its distinct maps
+/// once ([`crate::resources`]).
 pub fn partition_and_sort(signal: Signal, batches: &[RecordBatch]) -> Result<Vec<PartitionBatch>> {
     let batches: Vec<&RecordBatch> = batches.iter().filter(|b| b.num_rows() > 0).collect();
     if batches.is_empty() {
@@ -175,6 +186,29 @@ pub fn partition_and_sort(signal: Signal, batches: &[RecordBatch]) -> Result<Vec
         keys.push(key_column(name)?);
     }
     let order = sort_order(&hours, &keys)?;
+
+    // The batches in the file layout, each row's resource map replaced by its number.
+    let numbering = match batches[0].schema().index_of(RESOURCE_ATTRIBUTES) {
+        Ok(index) => {
+            let maps: Vec<&ArrayRef> = batches.iter().map(|b| b.column(index)).collect();
+            Some((index, Numbering::new(&maps)?))
+        }
+        Err(_) => None,
+    };
+    let numbered: Vec<RecordBatch> = match &numbering {
+        Some((index, numbering)) => batches
+            .iter()
+            .zip(&numbering.ids)
+            .map(|(batch, ids)| {
+                let mut columns = batch.columns().to_vec();
+                columns[*index] = Arc::new(ids.clone());
+                RecordBatch::try_new(file_schema_of(&batch.schema()), columns)
+            })
+            .collect::<std::result::Result<_, _>>()?,
+        None => batches.iter().map(|b| (*b).clone()).collect(),
+    };
+    let numbered: Vec<&RecordBatch> = numbered.iter().collect();
+
     let mut parts = Vec::new();
     let mut start = 0;
     while start < order.len() {
@@ -187,7 +221,16 @@ pub fn partition_and_sort(signal: Signal, batches: &[RecordBatch]) -> Result<Vec
             .iter()
             .map(|&i| origin[i as usize])
             .collect();
-        let batch = crate::gather::gather(&batches, &rows)?;
+        let mut batch = crate::gather::gather(&numbered, &rows)?;
+        let mut resources = None;
+        if let Some((index, numbering)) = &numbering {
+            let ids = batch.column(*index).as_primitive::<UInt32Type>();
+            let (ids, json) = numbering.for_file(ids);
+            let mut columns = batch.columns().to_vec();
+            columns[*index] = Arc::new(ids);
+            batch = RecordBatch::try_new(batch.schema(), columns)?;
+            resources = Some(json);
+        }
         let (min_time, max_time) = order[start..end]
             .iter()
             .map(|&i| time.value(i as usize))
@@ -195,6 +238,7 @@ pub fn partition_and_sort(signal: Signal, batches: &[RecordBatch]) -> Result<Vec
         parts.push(PartitionBatch {
             hour_start: hour * HOUR_NS,
             batch,
+            resources,
             min_time,
             max_time,
         });
@@ -304,19 +348,49 @@ fn sort_on_rows(hours: &arrow::array::Int64Array, keys: &[ArrayRef]) -> Result<V
     Ok(order)
 }
 
-/// Encodes sorted rows as one Parquet file, as a flush writes them.
+/// Encodes sorted table rows as one Parquet file, as a flush writes them.
 pub fn encode(signal: Signal, batch: &RecordBatch) -> Result<Bytes> {
     encode_with_level(signal, batch, FLUSH_ZSTD_LEVEL)
 }
 
-/// Encodes sorted rows as one Parquet file at a zstd level.
+/// Encodes sorted table rows as one Parquet file at a zstd level.
 pub fn encode_with_level(signal: Signal, batch: &RecordBatch, zstd_level: i32) -> Result<Bytes> {
+    let (batch, resources) = crate::resources::to_file(batch)?;
+    encode_file(signal, &batch, resources.as_deref(), zstd_level)
+}
+
+/// Encodes sorted rows in the file layout, with their resources, as one Parquet file.
+pub fn encode_file(
+    signal: Signal,
+    batch: &RecordBatch,
+    resources: Option<&str>,
+    zstd_level: i32,
+) -> Result<Bytes> {
     let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
     let props = writer_properties(signal, zstd_level);
     let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
     writer.write(&with_backed_strings(batch)?)?;
+    if let Some(resources) = resources {
+        append_resources(resources, |kv| writer.append_key_value_metadata(kv));
+    }
     writer.close()?;
     Ok(Bytes::from(out))
+}
+
+/// Hands a file's resources, and a fresh id for them, to a writer's key-value metadata.
+pub fn append_resources(
+    resources: &str,
+    mut append: impl FnMut(parquet::file::metadata::KeyValue),
+) {
+    use parquet::file::metadata::KeyValue;
+    append(KeyValue::new(
+        RESOURCES_KEY.to_string(),
+        resources.to_string(),
+    ));
+    append(KeyValue::new(
+        RESOURCES_ID_KEY.to_string(),
+        uuid::Uuid::now_v7().simple().to_string(),
+    ));
 }
 
 /// The rows with every string column's bytes at a real address, for the Parquet writer.
@@ -503,7 +577,12 @@ mod tests {
         // No statistics for the entries of attribute maps; page statistics elsewhere.
         for signal in Signal::ALL {
             let props = props(signal);
-            for map in ["attributes", "resource_attributes"] {
+            // Resource attributes are not a column of the files (crate::resources).
+            assert!(
+                props.dictionary_enabled(&ColumnPath::from("resource")),
+                "{signal}"
+            );
+            for map in ["attributes"] {
                 for leaf in ["keys", "values"] {
                     let path = ColumnPath::new(vec![map.into(), "entries".into(), leaf.into()]);
                     assert_eq!(

@@ -231,6 +231,25 @@ pub fn schema_for(signal: Signal) -> SchemaRef {
     }
 }
 
+/// Schema of a signal's Parquet files: the table's, with `resource_attributes` replaced by
+/// `resource` (`UInt32`, an index into the file's resources; see [`crate::resources`]).
+pub fn file_schema_for(signal: Signal) -> SchemaRef {
+    use crate::resources::file_schema_of;
+    static SCHEMAS: LazyLock<[SchemaRef; 3]> = LazyLock::new(|| {
+        [
+            file_schema_of(&spans_schema()),
+            file_schema_of(&logs_schema()),
+            file_schema_of(&metrics_schema()),
+        ]
+    });
+    SCHEMAS[match signal {
+        Signal::Spans => 0,
+        Signal::Logs => 1,
+        Signal::Metrics => 2,
+    }]
+    .clone()
+}
+
 /// Columns a signal's rows are sorted by inside each Parquet file (and so, within a file,
 /// the order a scan returns them in).
 pub fn sort_columns(signal: Signal) -> &'static [&'static str] {

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use crate::catalog::{Catalog, FileMeta, Watermark, now_ns};
 use crate::maintenance::{MaintenanceConfig, MaintenanceStats};
 use crate::memory::{self, MemoryLimit};
-use crate::parquet_file::{self, encode, object_path, partition_and_sort};
+use crate::parquet_file::{self, object_path, partition_and_sort};
 use crate::schema::schema_for;
 use crate::wal::{SourceRequest, Wal, WalConfig, WalRecord, WalStats};
 use crate::{Error, Result, Signal, TenantId};
@@ -831,7 +831,12 @@ impl Storage {
             partition_and_sort(signal, &batches)?
                 .into_iter()
                 .map(|part| {
-                    let bytes = encode(signal, &part.batch)?;
+                    let bytes = parquet_file::encode_file(
+                        signal,
+                        &part.batch,
+                        part.resources.as_deref(),
+                        parquet_file::FLUSH_ZSTD_LEVEL,
+                    )?;
                     Ok(EncodedPart {
                         hour_start: part.hour_start,
                         min_time: part.min_time,

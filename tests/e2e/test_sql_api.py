@@ -443,7 +443,14 @@ def test_parquet_layout(node, tenant):
         assert all(start <= t < start + HOUR_NS for t in times), (path, times)
         sql_columns = [c["name"] for c in node.sql_result(f"SELECT * FROM {signal_name} LIMIT 0",
                                                           tenant=tenant)["columns"]]
-        assert table.schema.names == sql_columns
+        # Each resource is stored once: `resource` indexes the file's resources, kept as JSON
+        # in its key-value metadata, in place of the table's `resource_attributes`.
+        assert table.schema.names == ["resource" if c == "resource_attributes" else c
+                                      for c in sql_columns]
+        resources = json.loads(pf.metadata.metadata[b"strata.resources"])
+        for row in table.to_pylist():
+            resource = dict(resources[row["resource"]])
+            assert resource.get("service.name", "unknown_service") == row["service_name"], (path, resource)
         assert pf.metadata.row_group(0).column(0).compression == "ZSTD"
 
 

@@ -71,9 +71,7 @@ async fn read_file(store: &Arc<dyn ObjectStore>, file: &FileMeta) -> Result<Vec<
         .await?
         .bytes()
         .await?;
-    let reader =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
-    Ok(reader.collect::<std::result::Result<_, _>>()?)
+    crate::resources::read_parquet(bytes)
 }
 
 struct Fixture {

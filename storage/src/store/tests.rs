@@ -120,11 +120,7 @@ async fn bodies(storage: &Storage, t: &str) -> Vec<String> {
             .bytes()
             .await
             .unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .unwrap()
-            .build()
-            .unwrap();
-        batches.extend(reader.map(|b| b.unwrap()));
+        batches.extend(crate::resources::read_parquet(bytes).unwrap());
     }
     let all = concat_batches(&logs_schema(), &batches).unwrap();
     let body = all.column_by_name("body").unwrap().as_string::<i32>();
