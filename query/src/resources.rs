@@ -101,9 +101,11 @@ impl PhysicalExprAdapter for ResourceAdapter {
 /// A file's resources, parsed from its metadata on first use.
 #[derive(Debug)]
 struct FileResources {
-    /// The file's resources id (`strata.resources.id`), or its whole JSON when it has none.
-    key: String,
-    json: Option<String>,
+    /// The file's resources id (`strata.resources.id`); resources without one are parsed
+    /// each time, not kept.
+    id: Option<String>,
+    /// The file's schema, whose metadata holds its resources.
+    schema: SchemaRef,
 }
 
 /// Parsed resources of recently read files, by id, up to [`PARSED_BYTES`].
@@ -120,33 +122,37 @@ struct Parsed {
 const PARSED_BYTES: usize = 64 * 1024 * 1024;
 
 impl FileResources {
-    fn of(physical_file_schema: &Schema) -> Self {
-        let metadata = physical_file_schema.metadata();
-        let json = metadata.get(RESOURCES_KEY).cloned();
-        let key = metadata
-            .get(RESOURCES_ID_KEY)
-            .cloned()
-            .unwrap_or_else(|| json.clone().unwrap_or_default());
-        Self { key, json }
+    fn of(physical_file_schema: &SchemaRef) -> Self {
+        Self {
+            id: physical_file_schema
+                .metadata()
+                .get(RESOURCES_ID_KEY)
+                .cloned(),
+            schema: physical_file_schema.clone(),
+        }
     }
 
     fn get(&self) -> Result<Arc<MapArray>> {
-        if let Some(parsed) = PARSED.lock().by_id.get(&self.key) {
+        if let Some(id) = &self.id
+            && let Some(parsed) = PARSED.lock().by_id.get(id)
+        {
             return Ok(parsed.clone());
         }
-        let json = self.json.as_deref().ok_or_else(|| {
+        let json = self.schema.metadata().get(RESOURCES_KEY).ok_or_else(|| {
             DataFusionError::Execution(format!(
                 "a file with a {RESOURCE_COLUMN} column and no {RESOURCES_KEY}"
             ))
         })?;
         let parsed = Arc::new(parse(json).map_err(|e| DataFusionError::External(Box::new(e)))?);
-        let size = parsed.get_array_memory_size();
-        let mut cache = PARSED.lock();
-        if cache.bytes + size > PARSED_BYTES {
-            *cache = Parsed::default();
+        if let Some(id) = &self.id {
+            let size = parsed.get_array_memory_size();
+            let mut cache = PARSED.lock();
+            if cache.bytes + size > PARSED_BYTES {
+                *cache = Parsed::default();
+            }
+            cache.bytes += size;
+            cache.by_id.insert(id.clone(), parsed.clone());
         }
-        cache.bytes += size;
-        cache.by_id.insert(self.key.clone(), parsed.clone());
         Ok(parsed)
     }
 }
@@ -161,7 +167,7 @@ pub struct ResourceAttributes {
 
 impl PartialEq for ResourceAttributes {
     fn eq(&self, other: &Self) -> bool {
-        self.id.eq(&other.id) && self.resources.key == other.resources.key
+        self.id.eq(&other.id) && Arc::ptr_eq(&self.resources, &other.resources)
     }
 }
 
@@ -170,7 +176,7 @@ impl Eq for ResourceAttributes {}
 impl Hash for ResourceAttributes {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.id.hash(state);
-        self.resources.key.hash(state);
+        Arc::as_ptr(&self.resources).hash(state);
     }
 }
 

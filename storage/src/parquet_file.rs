@@ -195,6 +195,7 @@ pub fn partition_and_sort(signal: Signal, batches: &[RecordBatch]) -> Result<Vec
         }
         Err(_) => None,
     };
+    let file_schema = file_schema_of(&batches[0].schema());
     let numbered: Vec<RecordBatch> = match &numbering {
         Some((index, numbering)) => batches
             .iter()
@@ -202,7 +203,7 @@ pub fn partition_and_sort(signal: Signal, batches: &[RecordBatch]) -> Result<Vec
             .map(|(batch, ids)| {
                 let mut columns = batch.columns().to_vec();
                 columns[*index] = Arc::new(ids.clone());
-                RecordBatch::try_new(file_schema_of(&batch.schema()), columns)
+                RecordBatch::try_new(file_schema.clone(), columns)
             })
             .collect::<std::result::Result<_, _>>()?,
         None => batches.iter().map(|b| (*b).clone()).collect(),
