@@ -448,7 +448,7 @@ def test_parquet_layout(node, tenant):
         assert table.schema.names == ["resource" if c == "resource_attributes" else c
                                       for c in sql_columns]
         resources = json.loads(pf.metadata.metadata[b"strata.resources"])
-        for row in table.to_pylist():
+        for row in table.select(["resource", "service_name"]).to_pylist():
             resource = dict(resources[row["resource"]])
             assert resource.get("service.name", "unknown_service") == row["service_name"], (path, resource)
         assert pf.metadata.row_group(0).column(0).compression == "ZSTD"
