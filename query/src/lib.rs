@@ -8,7 +8,8 @@
 //!               └─ SignalTable::scan ─► Storage::snapshot(tenant, signal, time range from filters)
 //!                    ├─ DataSourceExec(Parquet files on the object store; row groups pruned
 //!                    │    by statistics and bloom filters; metrics: only the rows of the
-//!                    │    series a label filter matches, from the series index)
+//!                    │    series a label filter matches, from the series index;
+//!                    │    `resource_attributes` taken from each file's resources)
 //!                    └─ DataSourceExec(write-buffer batches)         ── UnionExec
 //! result ─► format: JSON rows, CSV, Arrow IPC stream
 //! ```
