@@ -25,7 +25,8 @@ use datafusion::physical_expr_adapter::{
 };
 use parking_lot::Mutex;
 use strata_storage::resources::{
-    RESOURCE_ATTRIBUTES, RESOURCE_COLUMN, RESOURCES_ID_KEY, RESOURCES_KEY, parse, take,
+    RESOURCE_ATTRIBUTES, RESOURCE_COLUMN, RESOURCES_ID_KEY, RESOURCES_KEY, missing_resources,
+    parse, take,
 };
 use strata_storage::schema::attributes_type;
 
@@ -138,11 +139,11 @@ impl FileResources {
         {
             return Ok(parsed.clone());
         }
-        let json = self.schema.metadata().get(RESOURCES_KEY).ok_or_else(|| {
-            DataFusionError::Execution(format!(
-                "a file with a {RESOURCE_COLUMN} column and no {RESOURCES_KEY}"
-            ))
-        })?;
+        let json = self
+            .schema
+            .metadata()
+            .get(RESOURCES_KEY)
+            .ok_or_else(|| DataFusionError::External(Box::new(missing_resources())))?;
         let parsed = Arc::new(parse(json).map_err(|e| DataFusionError::External(Box::new(e)))?);
         if let Some(id) = &self.id {
             let size = parsed.get_array_memory_size();

@@ -37,7 +37,9 @@ use tokio::runtime::Handle;
 use crate::cache::BypassCache;
 use crate::catalog::FileMeta;
 use crate::parquet_file::{append_resources, with_backed_strings, writer_properties};
-use crate::resources::{Numbering, RESOURCE_ATTRIBUTES, RESOURCE_COLUMN, RESOURCES_KEY};
+use crate::resources::{
+    Numbering, RESOURCE_ATTRIBUTES, RESOURCE_COLUMN, Resource, decode, json_of, missing_resources,
+};
 use crate::schema::{TIME_COLUMN, file_schema_for, sort_columns};
 use crate::{Error, Result, Signal};
 
@@ -261,9 +263,6 @@ struct MergedResources {
     index: HashMap<Resource, u32>,
 }
 
-/// One resource's attributes, in order.
-type Resource = Vec<(String, Option<String>)>;
-
 impl MergedResources {
     fn id_of(&mut self, resource: Resource) -> Result<u32> {
         if let Some(&id) = self.index.get(&resource) {
@@ -283,22 +282,9 @@ impl MergedResources {
     /// The merged id of each row's map.
     fn ids_of_maps(&mut self, maps: &ArrayRef) -> Result<UInt32Array> {
         let numbering = Numbering::new(&[maps])?;
-        let map = maps.as_map();
-        let (keys, values) = (
-            map.keys().as_string::<i32>(),
-            map.values().as_string::<i32>(),
-        );
-        let mut merged = Vec::with_capacity(numbering.first.len());
-        for &(_, row) in &numbering.first {
-            let offsets = map.value_offsets();
-            let resource = (offsets[row] as usize..offsets[row + 1] as usize)
-                .map(|e| {
-                    let value = values.is_valid(e).then(|| values.value(e).to_string());
-                    (keys.value(e).to_string(), value)
-                })
-                .collect();
-            merged.push(self.id_of(resource)?);
-        }
+        let merged = (0..numbering.first.len() as u32)
+            .map(|number| self.id_of(numbering.resource(number)))
+            .collect::<Result<Vec<u32>>>()?;
         Ok(numbering.ids[0]
             .values()
             .iter()
@@ -324,18 +310,8 @@ impl Layout {
         if stream.schema().index_of(RESOURCE_COLUMN).is_err() {
             return Ok(Self::Maps);
         }
-        let json = metadata
-            .file_metadata()
-            .key_value_metadata()
-            .and_then(|kv| kv.iter().find(|kv| kv.key == RESOURCES_KEY))
-            .and_then(|kv| kv.value.as_deref())
-            .ok_or_else(|| {
-                Error::Io(std::io::Error::other(format!(
-                    "a file with a {RESOURCE_COLUMN} column and no {RESOURCES_KEY}"
-                )))
-            })?;
-        let table: Vec<Resource> = serde_json::from_str(json)
-            .map_err(|e| Error::Io(std::io::Error::other(format!("{RESOURCES_KEY}: {e}"))))?;
+        let json = json_of(metadata.file_metadata()).ok_or_else(missing_resources)?;
+        let table = decode(json)?;
         Ok(Self::Ids(
             table
                 .into_iter()

@@ -210,6 +210,21 @@ impl<'a> Numbering<'a> {
         }
     }
 
+    /// The entries of the maps numbered `number`, owned.
+    pub fn resource(&self, number: u32) -> Resource {
+        let (a, r) = self.first[number as usize];
+        let row = self.entries(a, r);
+        (row.from..row.to)
+            .map(|i| {
+                let value = row
+                    .values
+                    .is_valid(i)
+                    .then(|| row.values.value(i).to_string());
+                (row.keys.value(i).to_string(), value)
+            })
+            .collect()
+    }
+
     /// Renumbers `ids` (numbers of this numbering) densely from 0 in order of first
     /// appearance, and returns the file's resources JSON for them.
     pub fn for_file(&self, ids: &UInt32Array) -> (UInt32Array, String) {
@@ -320,10 +335,25 @@ pub fn read_parquet(bytes: bytes::Bytes) -> Result<Vec<RecordBatch>> {
         .collect()
 }
 
+/// One resource's attributes, in order: what one element of [`RESOURCES_KEY`] holds.
+pub type Resource = Vec<(String, Option<String>)>;
+
+/// A file's resources from their JSON, in index order.
+pub fn decode(json: &str) -> Result<Vec<Resource>> {
+    serde_json::from_str(json)
+        .map_err(|e| Error::Io(std::io::Error::other(format!("{RESOURCES_KEY}: {e}"))))
+}
+
+/// The error of a file in the resource layout whose metadata lacks its resources.
+pub fn missing_resources() -> Error {
+    Error::Io(std::io::Error::other(format!(
+        "a file with a {RESOURCE_COLUMN} column and no {RESOURCES_KEY}"
+    )))
+}
+
 /// A file's resources from their JSON, as a map array indexed by resource.
 pub fn parse(json: &str) -> Result<MapArray> {
-    let resources: Vec<Vec<(String, Option<String>)>> = serde_json::from_str(json)
-        .map_err(|e| Error::Io(std::io::Error::other(format!("{RESOURCES_KEY}: {e}"))))?;
+    let resources = decode(json)?;
     let names = arrow::array::MapFieldNames {
         entry: MAP_ENTRIES.into(),
         key: MAP_KEY.into(),
@@ -380,11 +410,7 @@ pub fn materialise(
     let Ok(index) = batch.schema().index_of(RESOURCE_COLUMN) else {
         return Ok(batch.clone());
     };
-    let resources = resources.ok_or_else(|| {
-        Error::Io(std::io::Error::other(format!(
-            "a file with a {RESOURCE_COLUMN} column and no {RESOURCES_KEY}"
-        )))
-    })?;
+    let resources = resources.ok_or_else(missing_resources)?;
     let mut columns = batch.columns().to_vec();
     columns[index] = take(resources, batch.column(index))?;
     Ok(RecordBatch::try_new_with_options(
