@@ -10,6 +10,10 @@ resources, kept as JSON in the file's key-value metadata under `strata.resources
 put `resource_attributes` back as Strata's reader does: the resources of every file are loaded
 into a table (before the cold run, as Strata keeps parsed resources in memory) and each view
 joins its rows to it by file and index, at query time.
+
+Logs files store each line by field (`body_template`, `body_text_{k}`, `body_number_{k}`; `body`
+null where a line is split). The logs view rebuilds `body` from them at query time, as
+Strata's reader does, with the macro `strata_line`.
 """
 
 from __future__ import annotations
@@ -29,16 +33,49 @@ def percentile(samples: list[float], q: float) -> float:
     return s[round((len(s) - 1) * q)]
 
 
+FIELDS = 12
+# A field's text from its marker (0x10 text, 0x11 integer, 0x12 IPv4, 0x12 + s a decimal with s
+# digits after the point), text and number; a split line from its template and fields.
+MACROS = r"""
+CREATE MACRO strata_field(m, s, n) AS CASE
+    WHEN m IS NULL THEN ''
+    WHEN m = chr(16) THEN s
+    WHEN m = chr(17) THEN CAST(n AS VARCHAR)
+    WHEN m = chr(18) THEN concat_ws('.', (n >> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255)
+    ELSE (CASE WHEN n < 0 THEN '-' ELSE '' END)
+        || CAST(abs(n) // CAST(10 ** (ascii(m) - 18) AS BIGINT) AS VARCHAR) || '.'
+        || lpad(CAST(abs(n) % CAST(10 ** (ascii(m) - 18) AS BIGINT) AS VARCHAR), ascii(m) - 18, '0')
+END;
+CREATE MACRO strata_line(body, t, s, n) AS CASE
+    WHEN body IS NOT NULL OR t IS NULL THEN body
+    ELSE array_to_string(list_transform(regexp_split_to_array(t, '[\x10-\x1b]'),
+        lambda part, i: part || strata_field(regexp_extract_all(t, '[\x10-\x1b]')[i], s[i], n[i])), '')
+END;
+"""
+LINE_COLUMNS = ["body", "body_template"] + [f"body_{kind}_{k}" for k in range(FIELDS) for kind in ("text", "number")]
+LINE = ("strata_line(t.body, t.body_template, "
+        f"[{', '.join(f't.body_text_{k}' for k in range(FIELDS))}], "
+        f"[{', '.join(f't.body_number_{k}' for k in range(FIELDS))}]) AS body")
+
+
 def create_view(con: duckdb.DuckDBPyConnection, table: str, glob: str) -> None:
-    """A view of one table over its files, with `resource_attributes` as a column."""
+    """A view of one table over its files, with `resource_attributes` (and for logs `body`) as
+    columns."""
+    columns = {r[0] for r in con.execute(
+        f"DESCRIBE SELECT * FROM read_parquet('{glob}', hive_partitioning = false)").fetchall()}
+    excluded, extra = ["resource", "filename"], ""
+    if "body_template" in columns:
+        excluded += LINE_COLUMNS
+        extra = ", " + LINE
     kv = con.execute(
         "SELECT file_name, decode(value) FROM parquet_kv_metadata(?) "
         "WHERE decode(key) = 'strata.resources'",
         [glob],
     ).fetchall()
     if not kv:
+        lines = f"* EXCLUDE ({', '.join(LINE_COLUMNS)}){extra}" if extra else "*"
         con.execute(
-            f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{glob}', hive_partitioning = false)"
+            f"CREATE VIEW {table} AS SELECT {lines} FROM read_parquet('{glob}', hive_partitioning = false) t"
         )
         return
     files, ids, keys, values = [], [], [], []
@@ -56,7 +93,7 @@ def create_view(con: duckdb.DuckDBPyConnection, table: str, glob: str) -> None:
     )
     con.unregister(f"{table}_resources_in")
     con.execute(
-        f"CREATE VIEW {table} AS SELECT t.* EXCLUDE (resource, filename), r.resource_attributes "
+        f"CREATE VIEW {table} AS SELECT t.* EXCLUDE ({', '.join(excluded)}){extra}, r.resource_attributes "
         f"FROM read_parquet('{glob}', hive_partitioning = false, filename = true) t "
         f"JOIN {table}_resources r ON r.file = t.filename AND r.resource = t.resource"
     )
@@ -69,6 +106,7 @@ def main() -> None:
     out = []
     for q in spec["queries"]:
         con = duckdb.connect()
+        con.execute(MACROS)
         for table in ("spans", "logs", "metrics"):
             files = objects / f"tenant={q['tenant']}" / f"signal={table}"
             if files.exists():

@@ -4,7 +4,9 @@ Rewrites the nginx tenant's Parquet files of a `strata-bench run` with pyarrow, 
 setting at a time (zstd level, page size, encodings, sort order, typed columns parsed from the
 line, ...), and prints bytes per record and the ratio to the raw lines. Each hour file is
 rewritten separately, as Strata stores one file per hour, and the sizes summed. The raw size is
-that of the stored bodies, one line each plus its newline: the generator's lines exactly.
+that of the stored bodies, one line each plus its newline: the generator's lines exactly. Files
+that store lines by field are read back with each line rebuilt (`with_lines`), so the
+experiments start from the table layout.
 
     .venv/bin/python bench/peers/nginx_layouts.py base6 lvl19 typed6_best_ra
     NGINX_OBJECTS=/tmp/bench-work/ingest-grpc/objects .venv/bin/python bench/peers/nginx_layouts.py ...
@@ -23,7 +25,46 @@ import pyarrow.parquet as pq
 OBJECTS = os.environ.get('NGINX_OBJECTS', '/tmp/bench-work/ingest-grpc/objects')
 SRC = f'{OBJECTS}/tenant=nginx-logs/signal=logs/**/*.parquet'
 FILES = sorted(glob.glob(SRC, recursive=True))
-TABLES = [pq.read_table(f) for f in FILES]
+FIELDS = 12
+LINE_COLUMNS = ['body_template'] + [f'body_{kind}_{k}' for k in range(FIELDS) for kind in ('text', 'number')]
+
+
+def render(marker, text, number):
+    """A field's text (storage/src/lines.rs): 0x10 text, 0x11 integer, 0x12 IPv4, 0x12 + s a decimal."""
+    if marker == 0x10:
+        return text
+    if marker == 0x11:
+        return str(number)
+    if marker == 0x12:
+        return '.'.join(str((number >> shift) & 255) for shift in (24, 16, 8, 0))
+    scale = marker - 0x12
+    digits = str(abs(number)).rjust(scale + 1, '0')
+    return ('-' if number < 0 else '') + digits[:-scale] + '.' + digits[-scale:]
+
+
+def with_lines(t):
+    """A file read back in the table layout: each line stored by field rebuilt into `body`."""
+    if 'body_template' not in t.column_names:
+        return t
+    cols = {c: t[c].to_pylist() for c in LINE_COLUMNS + ['body']}
+    out = []
+    for r, template in enumerate(cols['body_template']):
+        if cols['body'][r] is not None or template is None:
+            out.append(cols['body'][r])
+            continue
+        line, k = [], 0
+        for ch in template:
+            if 0x10 <= ord(ch) <= 0x1b:
+                line.append(render(ord(ch), cols[f'body_text_{k}'][r], cols[f'body_number_{k}'][r]))
+                k += 1
+            else:
+                line.append(ch)
+        out.append(''.join(line))
+    t = t.set_column(t.schema.get_field_index('body'), 'body', pa.array(out, pa.string()))
+    return t.drop_columns(LINE_COLUMNS)
+
+
+TABLES = [with_lines(pq.read_table(f)) for f in FILES]
 ROWS = sum(len(t) for t in TABLES)
 # The raw log file: every body as a line.
 RAW_BYTES = sum(pc.sum(pc.binary_length(t['body'])).as_py() + len(t) for t in TABLES)

@@ -25,6 +25,7 @@ pub mod format;
 mod functions;
 pub mod incidents;
 pub mod limits;
+pub mod lines;
 mod metrics;
 mod percentile;
 pub mod resources;

@@ -1,12 +1,14 @@
-//! Reading `resource_attributes` from files that store each resource once.
+//! Reading `resource_attributes` from files that store each resource once, and the file
+//! layout adapter.
 //!
 //! A Parquet file holds a `resource` column (an index) and its resources in its metadata
 //! (`strata_storage::resources`). When a scan opens such a file, DataFusion adapts the
-//! scan's expressions to the file's schema through [`ResourceAdapterFactory`]: every
+//! scan's expressions to the file's schema through [`FileLayoutAdapterFactory`]: every
 //! reference to `resource_attributes` — in the projection and in pushed-down filters —
 //! becomes [`ResourceAttributes`] over the `resource` column, which takes each row's map
-//! from the file's resources. Files that carry the column, and the write buffer, are read as
-//! they are.
+//! from the file's resources; in a logs file that stores lines by field, every reference to
+//! `body` becomes [`crate::lines::Lines`]. Files that carry the columns, and the write
+//! buffer, are read as they are.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -30,8 +32,9 @@ use strata_storage::resources::{
 };
 use strata_storage::schema::attributes_type;
 
-/// The scan schema of a table's files: the table's columns, then `resource` (absent from
-/// older files, read as null there and never used).
+/// The scan schema of a table's files: the table's columns, then `resource` and, for a
+/// table with `body`, the line columns (absent from older files, read as null there and
+/// never used).
 pub fn scan_schema(table: &SchemaRef) -> SchemaRef {
     let mut fields: Vec<FieldRef> = table.fields().iter().cloned().collect();
     fields.push(Arc::new(Field::new(
@@ -39,15 +42,19 @@ pub fn scan_schema(table: &SchemaRef) -> SchemaRef {
         DataType::UInt32,
         true,
     )));
+    if table.index_of(strata_storage::lines::BODY).is_ok() {
+        fields.extend(strata_storage::lines::line_fields().iter().cloned());
+    }
     Arc::new(Schema::new_with_metadata(fields, table.metadata().clone()))
 }
 
 /// Adapts a scan's expressions to each file: DataFusion's default adapter, after
-/// `resource_attributes` is rewritten for files in the resource layout.
+/// `resource_attributes` is rewritten for files in the resource layout and `body` for files
+/// that store lines by field.
 #[derive(Debug, Default)]
-pub struct ResourceAdapterFactory;
+pub struct FileLayoutAdapterFactory;
 
-impl PhysicalExprAdapterFactory for ResourceAdapterFactory {
+impl PhysicalExprAdapterFactory for FileLayoutAdapterFactory {
     fn create(
         &self,
         logical_file_schema: SchemaRef,
@@ -56,44 +63,55 @@ impl PhysicalExprAdapterFactory for ResourceAdapterFactory {
         let resources = (physical_file_schema.index_of(RESOURCE_COLUMN).is_ok()
             && physical_file_schema.index_of(RESOURCE_ATTRIBUTES).is_err())
         .then(|| Arc::new(FileResources::of(&physical_file_schema)));
+        let lines = crate::lines::stores_lines(&physical_file_schema);
         let inner = DefaultPhysicalExprAdapterFactory
             .create(logical_file_schema.clone(), physical_file_schema)?;
-        Ok(Arc::new(ResourceAdapter {
+        Ok(Arc::new(FileLayoutAdapter {
             inner,
             logical_file_schema,
             resources,
+            lines,
         }))
     }
 }
 
 #[derive(Debug)]
-struct ResourceAdapter {
+struct FileLayoutAdapter {
     inner: Arc<dyn PhysicalExprAdapter>,
     logical_file_schema: SchemaRef,
     /// The file's resources, when it stores them once.
     resources: Option<Arc<FileResources>>,
+    /// Whether the file stores lines by field.
+    lines: bool,
 }
 
-impl PhysicalExprAdapter for ResourceAdapter {
+impl PhysicalExprAdapter for FileLayoutAdapter {
     fn rewrite(&self, expr: Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> {
-        let expr = match &self.resources {
-            Some(resources) => expr
-                .transform_up(|e| {
-                    let Some(column) = e.downcast_ref::<Column>() else {
-                        return Ok(Transformed::no(e));
-                    };
-                    if column.name() != RESOURCE_ATTRIBUTES {
-                        return Ok(Transformed::no(e));
+        let expr = if self.resources.is_some() || self.lines {
+            expr.transform_up(|e| {
+                let Some(column) = e.downcast_ref::<Column>() else {
+                    return Ok(Transformed::no(e));
+                };
+                match (column.name(), &self.resources) {
+                    (RESOURCE_ATTRIBUTES, Some(resources)) => {
+                        let id =
+                            Column::new_with_schema(RESOURCE_COLUMN, &self.logical_file_schema)?;
+                        Ok(Transformed::yes(Arc::new(ResourceAttributes {
+                            id: Arc::new(id),
+                            resources: resources.clone(),
+                        })
+                            as Arc<dyn PhysicalExpr>))
                     }
-                    let id = Column::new_with_schema(RESOURCE_COLUMN, &self.logical_file_schema)?;
-                    Ok(Transformed::yes(Arc::new(ResourceAttributes {
-                        id: Arc::new(id),
-                        resources: resources.clone(),
-                    })
-                        as Arc<dyn PhysicalExpr>))
-                })
-                .data()?,
-            None => expr,
+                    (strata_storage::lines::BODY, _) if self.lines => Ok(Transformed::yes(
+                        Arc::new(crate::lines::Lines::over(&self.logical_file_schema)?)
+                            as Arc<dyn PhysicalExpr>,
+                    )),
+                    _ => Ok(Transformed::no(e)),
+                }
+            })
+            .data()?
+        } else {
+            expr
         };
         self.inner.rewrite(expr)
     }

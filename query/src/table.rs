@@ -26,7 +26,7 @@ use futures::StreamExt;
 use strata_storage::catalog::FileMeta;
 use strata_storage::{Signal, Storage, TenantId, TimeRange};
 
-use crate::resources::{ResourceAdapterFactory, scan_schema};
+use crate::resources::{FileLayoutAdapterFactory, scan_schema};
 use crate::series_index::{Selected, SeriesIndex};
 use crate::stats::ScanCounter;
 
@@ -150,8 +150,9 @@ impl TableProvider for SignalTable {
                 *load += size;
                 group.push(file);
             }
-            // Files may store each resource once (crate::resources): they are read with a
-            // `resource` column after the table's, never part of the scan's output.
+            // Files may store each resource once (crate::resources) and log lines by field
+            // (crate::lines): they are read with those columns after the table's, never part
+            // of the scan's output.
             let source = ParquetSource::new(scan_schema(&self.schema))
                 .with_table_parquet_options(state.table_options().parquet.clone())
                 .with_parquet_file_reader_factory(reader_factory);
@@ -159,7 +160,7 @@ impl TableProvider for SignalTable {
                 .cloned()
                 .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
             let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
-                .with_expr_adapter(Some(Arc::new(ResourceAdapterFactory)))
+                .with_expr_adapter(Some(Arc::new(FileLayoutAdapterFactory)))
                 .with_file_groups(
                     groups
                         .into_iter()

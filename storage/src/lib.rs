@@ -26,6 +26,7 @@ pub mod docs;
 mod error;
 mod gather;
 pub mod keys;
+pub mod lines;
 pub mod maintenance;
 pub mod memory;
 mod merge;

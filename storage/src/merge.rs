@@ -326,7 +326,8 @@ impl Layout {
         stream: &ParquetRecordBatchStream<ObjectFileReader>,
         file_schema: &SchemaRef,
     ) -> SchemaRef {
-        match self {
+        // Files written before lines were stored by field are split as they are read.
+        crate::lines::file_schema_of(&match self {
             Self::Ids(_) => stream.schema().clone(),
             // Converted below; the rest of the fields must match.
             Self::Maps => {
@@ -347,10 +348,10 @@ impl Layout {
                     .collect();
                 Arc::new(arrow::datatypes::Schema::new(fields))
             }
-        }
+        })
     }
 
-    /// An input batch in the file layout, with merged resource ids.
+    /// An input batch in the file layout, with merged resource ids and its lines split.
     fn convert(
         &self,
         batch: RecordBatch,
@@ -385,9 +386,14 @@ impl Layout {
         };
         let mut columns = batch.columns().to_vec();
         columns[index] = Arc::new(ids);
+        let batch = crate::lines::to_file(&RecordBatch::try_new_with_options(
+            crate::resources::file_schema_of(&batch.schema()),
+            columns,
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+        )?)?;
         Ok(RecordBatch::try_new_with_options(
             file_schema.clone(),
-            columns,
+            batch.columns().to_vec(),
             &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
         )?)
     }

@@ -222,7 +222,7 @@ pub fn partition_and_sort(signal: Signal, batches: &[RecordBatch]) -> Result<Vec
             .iter()
             .map(|&i| origin[i as usize])
             .collect();
-        let mut batch = crate::gather::gather(&numbered, &rows)?;
+        let mut batch = crate::lines::to_file(&crate::gather::gather(&numbered, &rows)?)?;
         let mut resources = None;
         if let Some((index, numbering)) = &numbering {
             let ids = batch.column(*index).as_primitive::<UInt32Type>();
@@ -357,6 +357,7 @@ pub fn encode(signal: Signal, batch: &RecordBatch) -> Result<Bytes> {
 /// Encodes sorted table rows as one Parquet file at a zstd level.
 pub fn encode_with_level(signal: Signal, batch: &RecordBatch, zstd_level: i32) -> Result<Bytes> {
     let (batch, resources) = crate::resources::to_file(batch)?;
+    let batch = crate::lines::to_file(&batch)?;
     encode_file(signal, &batch, resources.as_deref(), zstd_level)
 }
 
@@ -658,7 +659,7 @@ mod tests {
         };
         let h = HOUR_NS;
         let parts = partition_and_sort(
-            Signal::Logs,
+            Signal::Spans,
             &[
                 batch(vec!["b", "a", "b"], vec![h + 4, h + 3, 2]),
                 batch(vec![], vec![]),
@@ -701,7 +702,7 @@ mod tests {
                 ("b".into(), h + 4)
             ]
         );
-        assert!(partition_and_sort(Signal::Logs, &[]).unwrap().is_empty());
+        assert!(partition_and_sort(Signal::Spans, &[]).unwrap().is_empty());
     }
 
     #[test]
@@ -710,7 +711,10 @@ mod tests {
         let batch = RecordBatch::new_empty(schema.clone());
         let bytes = encode(Signal::Logs, &batch).unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
-        assert_eq!(reader.schema().fields().len(), schema.fields().len());
+        assert_eq!(
+            reader.schema().fields(),
+            crate::schema::file_schema_for(Signal::Logs).fields()
+        );
     }
 
     /// Where each string leaf of `array` keeps its bytes, depth first.

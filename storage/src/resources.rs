@@ -319,7 +319,8 @@ pub fn json_of(metadata: &parquet::file::metadata::FileMetaData) -> Option<&str>
         .as_deref()
 }
 
-/// Every row of a Parquet file, in the table layout (resource attributes put back).
+/// Every row of a Parquet file, in the table layout (resource attributes and lines stored
+/// by field put back).
 pub fn read_parquet(bytes: bytes::Bytes) -> Result<Vec<RecordBatch>> {
     let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?;
     let resources = json_of(builder.metadata().file_metadata())
@@ -327,11 +328,16 @@ pub fn read_parquet(bytes: bytes::Bytes) -> Result<Vec<RecordBatch>> {
         .transpose()?;
     // The table's schema: the file's metadata (resources among it) is not the rows'.
     let table_schema = Arc::new(Schema::new(
-        table_schema_of(builder.schema()).fields().clone(),
+        crate::lines::table_schema_of(&table_schema_of(builder.schema()))
+            .fields()
+            .clone(),
     ));
     builder
         .build()?
-        .map(|batch| materialise(&table_schema, &batch?, resources.as_ref()))
+        .map(|batch| {
+            let batch = crate::lines::materialise(&batch?)?;
+            materialise(&table_schema, &batch, resources.as_ref())
+        })
         .collect()
 }
 

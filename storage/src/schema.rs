@@ -232,13 +232,14 @@ pub fn schema_for(signal: Signal) -> SchemaRef {
 }
 
 /// Schema of a signal's Parquet files: the table's, with `resource_attributes` replaced by
-/// `resource` (`UInt32`, an index into the file's resources; see [`crate::resources`]).
+/// `resource` (`UInt32`, an index into the file's resources; see [`crate::resources`]), and
+/// for logs the columns of lines stored by field after the table's ([`crate::lines`]).
 pub fn file_schema_for(signal: Signal) -> SchemaRef {
     use crate::resources::file_schema_of;
     static SCHEMAS: LazyLock<[SchemaRef; 3]> = LazyLock::new(|| {
         [
             file_schema_of(&spans_schema()),
-            file_schema_of(&logs_schema()),
+            crate::lines::file_schema_of(&file_schema_of(&logs_schema())),
             file_schema_of(&metrics_schema()),
         ]
     });
@@ -254,7 +255,10 @@ pub fn file_schema_for(signal: Signal) -> SchemaRef {
 /// the order a scan returns them in).
 pub fn sort_columns(signal: Signal) -> &'static [&'static str] {
     match signal {
-        Signal::Spans | Signal::Logs => &["service_name", "time"],
+        Signal::Spans => &["service_name", "time"],
+        // The observed time orders a second's lines (an access log's times are whole
+        // seconds), so that it delta-encodes.
+        Signal::Logs => &["service_name", "time", "observed_time"],
         Signal::Metrics => &["metric_name", "series", "time"],
     }
 }

@@ -445,8 +445,16 @@ def test_parquet_layout(node, tenant):
                                                           tenant=tenant)["columns"]]
         # Each resource is stored once: `resource` indexes the file's resources, kept as JSON
         # in its key-value metadata, in place of the table's `resource_attributes`.
+        # Logs files store each line by field after the table's columns: its template, then a
+        # text and a number column per field position.
+        line_columns = ["body_template"] + [f"body_{kind}_{k}" for k in range(12) for kind in ("text", "number")]
         assert table.schema.names == ["resource" if c == "resource_attributes" else c
-                                      for c in sql_columns]
+                                      for c in sql_columns] + (line_columns if signal_name == "logs" else [])
+        if signal_name == "logs":
+            # "log10" is one field (a word with a digit, not a number): the template is its marker.
+            row = table.select(["body", "body_template", "body_text_0", "body_number_0"]).to_pylist()[0]
+            assert row == {"body": None, "body_template": "\x10", "body_text_0": "log10", "body_number_0": None}, row
+            assert node.sql("SELECT body FROM logs", tenant=tenant) == [{"body": "log10"}]
         resources = json.loads(pf.metadata.metadata[b"strata.resources"])
         for row in table.select(["resource", "service_name"]).to_pylist():
             resource = dict(resources[row["resource"]])

@@ -157,7 +157,7 @@ fn rows_round_trip_through_the_file_layout() {
         ("api", 5, "v", vec![("k", None), ("k", Some(""))]),
     ]);
     let (file, json) = to_file(&batch).unwrap();
-    assert_eq!(file.schema(), crate::schema::file_schema_for(Signal::Logs));
+    assert_eq!(file.schema(), file_schema_of(&logs_schema()));
     let ids = file
         .column_by_name(RESOURCE_COLUMN)
         .unwrap()
@@ -209,7 +209,8 @@ fn a_flush_keeps_each_hours_resources_once() {
         .iter()
         .map(|part| {
             let resources = parse(part.resources.as_deref().unwrap()).unwrap();
-            let table = materialise(&logs_schema(), &part.batch, Some(&resources)).unwrap();
+            let batch = crate::lines::materialise(&part.batch).unwrap();
+            let table = materialise(&logs_schema(), &batch, Some(&resources)).unwrap();
             let hosts = entries(table.column_by_name(RESOURCE_ATTRIBUTES).unwrap().as_map());
             let bodies = table.column_by_name("body").unwrap().as_string::<i32>();
             (0..table.num_rows())
@@ -338,9 +339,24 @@ async fn compaction_merges_both_layouts_into_one_set_of_resources() {
         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
             .unwrap();
     assert!(reader.schema().index_of(RESOURCE_COLUMN).is_ok());
+    // The lines of every input are split, those of the input of the earlier layout too.
+    assert_eq!(
+        reader.schema().fields(),
+        crate::schema::file_schema_for(Signal::Logs).fields()
+    );
     // h1, h2, h3 and the empty map, each once.
     let resources = parse(json_of(reader.metadata().file_metadata()).unwrap()).unwrap();
     assert_eq!(resources.len(), 4);
+    let whole: usize = reader
+        .build()
+        .unwrap()
+        .map(|b| {
+            let b = b.unwrap();
+            let body = b.column_by_name("body").unwrap();
+            body.len() - body.null_count()
+        })
+        .sum();
+    assert_eq!(whole, 0, "every line (a number) is stored by field");
     let table =
         arrow::compute::concat_batches(&logs_schema(), &read_parquet(bytes).unwrap()).unwrap();
     let bodies = table.column_by_name("body").unwrap().as_string::<i32>();

@@ -1,0 +1,511 @@
+//! Log lines stored by field.
+//!
+//! Most log bodies are lines of fields that vary around text that does not: an access log's
+//! address, time, request, status and sizes; an application's ids and amounts between the
+//! words of its message. Written as one string per row, each line's fields are compressed
+//! only as well as a general-purpose compressor finds them again in the text.
+//!
+//! A logs file therefore stores a line as its *template* — the line with each field replaced
+//! by a one-byte marker of the field's kind — in `body_template`, and the fields, by their
+//! position in the line, in `body_text_{k}` (text) or `body_number_{k}` (integers, IPv4
+//! addresses and decimals, as `Int64`). Lines that share a template (an access log's share
+//! one or two) then cost a dictionary index, and each field position is a column of one
+//! kind of value. `body` keeps the lines stored whole and is null where a line is split.
+//!
+//! A field is a space-separated token, the content of a `"…"` or `[…]` token, or the value
+//! of a `key=value` token, that contains a digit: words without one stay in the template.
+//! A number is stored as one only when it renders back to the same text (no leading zeros,
+//! no `+`, at most 18 digits), so the line is rebuilt byte for byte. A line with more than
+//! [`FIELDS`] fields, without any, or with a byte used as a marker (`0x10..=0x1B`), is stored
+//! whole.
+//!
+//! Readers put the line back ([`rebuild`], [`materialise`] and the query layer's expression
+//! adapter), so the `logs` table is unchanged; the write buffer keeps `body` as it came.
+//! Files written before this layout have no `body_template` and are read as they are.
+
+use std::ops::Range;
+use std::sync::{Arc, LazyLock};
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, Int64Builder, RecordBatch, RecordBatchOptions,
+    StringArray, StringBuilder,
+};
+use arrow::datatypes::{DataType, Field, FieldRef, Int64Type, Schema, SchemaRef};
+
+use crate::{Error, Result};
+
+/// The table column stored by field.
+pub const BODY: &str = "body";
+/// A split line's template: the line with a marker in place of each field.
+pub const TEMPLATE_COLUMN: &str = "body_template";
+/// The most fields a line is split into; a line with more is stored whole.
+pub const FIELDS: usize = 12;
+
+/// Marker of a text field.
+const TEXT: u8 = 0x10;
+/// Marker of an integer field.
+const INTEGER: u8 = 0x11;
+/// Marker of an IPv4 address field (its 32 bits, big-endian, as the number).
+const IPV4: u8 = 0x12;
+/// Marker of a decimal with `s` digits after the point is `DECIMAL + s` (`s` in 1..=9); the
+/// number is the digits without the point.
+const DECIMAL: u8 = 0x12;
+/// Most digits after a decimal point.
+const MAX_SCALE: usize = 9;
+/// Most digits of an integer or of a decimal's mantissa (fits an `i64`).
+const MAX_DIGITS: usize = 18;
+
+fn is_marker(b: u8) -> bool {
+    (TEXT..=DECIMAL + MAX_SCALE as u8).contains(&b)
+}
+
+/// The text column of field `k` (`body_text_{k}`).
+pub fn text_column(k: usize) -> &'static str {
+    static NAMES: LazyLock<Vec<String>> =
+        LazyLock::new(|| (0..FIELDS).map(|k| format!("body_text_{k}")).collect());
+    &NAMES[k]
+}
+
+/// The number column of field `k` (`body_number_{k}`).
+pub fn number_column(k: usize) -> &'static str {
+    static NAMES: LazyLock<Vec<String>> =
+        LazyLock::new(|| (0..FIELDS).map(|k| format!("body_number_{k}")).collect());
+    &NAMES[k]
+}
+
+/// The columns a logs file holds after the table's: the template, then each position's text
+/// and number.
+pub fn line_fields() -> &'static [FieldRef] {
+    static FIELDS_OF_A_FILE: LazyLock<Vec<FieldRef>> = LazyLock::new(|| {
+        let mut fields = vec![Arc::new(Field::new(TEMPLATE_COLUMN, DataType::Utf8, true))];
+        for k in 0..FIELDS {
+            fields.push(Arc::new(Field::new(text_column(k), DataType::Utf8, true)));
+            fields.push(Arc::new(Field::new(
+                number_column(k),
+                DataType::Int64,
+                true,
+            )));
+        }
+        fields
+    });
+    &FIELDS_OF_A_FILE
+}
+
+/// Whether `name` is one of the columns [`line_fields`] adds.
+pub fn is_line_column(name: &str) -> bool {
+    line_fields().iter().any(|f| f.name() == name)
+}
+
+/// `schema` with the line columns after its own, if it has a `body` and not yet them.
+pub fn file_schema_of(schema: &SchemaRef) -> SchemaRef {
+    if schema.index_of(BODY).is_err() || schema.index_of(TEMPLATE_COLUMN).is_ok() {
+        return schema.clone();
+    }
+    let mut fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
+    fields.extend(line_fields().iter().cloned());
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `schema` without the line columns.
+pub fn table_schema_of(schema: &SchemaRef) -> SchemaRef {
+    if schema.index_of(TEMPLATE_COLUMN).is_err() {
+        return schema.clone();
+    }
+    let fields: Vec<FieldRef> = schema
+        .fields()
+        .iter()
+        .filter(|f| !is_line_column(f.name()))
+        .cloned()
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// One field of a line: where its text is, and its marker and number.
+#[derive(Clone, Debug, PartialEq)]
+struct Found {
+    marker: u8,
+    text: Range<usize>,
+    number: i64,
+}
+
+/// Splits `line` into `template` and `fields`; false if it is to be stored whole.
+fn split(line: &str, template: &mut String, fields: &mut Vec<Found>) -> bool {
+    template.clear();
+    fields.clear();
+    let b = line.as_bytes();
+    if b.iter().any(|&c| is_marker(c)) {
+        return false;
+    }
+    // The template is the line with each field's text replaced by its marker; `copied` is
+    // how far the line has been copied into it.
+    let mut copied = 0;
+    let mut field = |text: Range<usize>, template: &mut String, fields: &mut Vec<Found>| {
+        let s = &line[text.clone()];
+        if !s.bytes().any(|c| c.is_ascii_digit()) {
+            return true;
+        }
+        if fields.len() == FIELDS {
+            return false;
+        }
+        let (marker, number) = classify(s);
+        template.push_str(&line[copied..text.start]);
+        template.push(marker as char);
+        copied = text.end;
+        fields.push(Found {
+            marker,
+            text,
+            number,
+        });
+        true
+    };
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b' ' {
+            i += 1;
+            continue;
+        }
+        let end = memchr::memchr(b' ', &b[i..]).map_or(b.len(), |p| i + p);
+        // A quoted or bracketed token runs to its closing byte, spaces and all.
+        let close = match b[i] {
+            b'"' => Some(b'"'),
+            b'[' => Some(b']'),
+            _ => None,
+        };
+        if let Some(close) = close
+            && let Some(p) = memchr::memchr(close, &b[i + 1..])
+        {
+            if !field(i + 1..i + 1 + p, template, fields) {
+                return false;
+            }
+            i += p + 2;
+            continue;
+        }
+        // `key=value`: the value is the field (quoted, it runs to its closing quote).
+        let value = match memchr::memchr(b'=', &b[i..end]) {
+            Some(p) if p > 0 => i + p + 1,
+            _ => i,
+        };
+        if value > i
+            && b.get(value) == Some(&b'"')
+            && let Some(p) = memchr::memchr(b'"', &b[value + 1..])
+        {
+            if !field(value + 1..value + 1 + p, template, fields) {
+                return false;
+            }
+            i = value + p + 2;
+            continue;
+        }
+        if !field(value..end, template, fields) {
+            return false;
+        }
+        i = end;
+    }
+    template.push_str(&line[copied..]);
+    // A line without fields is its own template: stored whole, it keeps the template
+    // column's dictionary to the lines that share one.
+    !fields.is_empty()
+}
+
+/// A field's marker and number (0 for text).
+fn classify(s: &str) -> (u8, i64) {
+    // Only digits, points and a minus make a number or an address: most text fails at once.
+    let mut points = 0;
+    for &c in s.as_bytes() {
+        match c {
+            b'0'..=b'9' | b'-' => {}
+            b'.' => points += 1,
+            _ => return (TEXT, 0),
+        }
+    }
+    if points == 3
+        && let Some(address) = ipv4(s)
+    {
+        return (IPV4, address);
+    }
+    let (negative, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (whole, fraction) = match digits.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (digits, None),
+    };
+    let canonical = |d: &str| {
+        !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit()) && (d == "0" || !d.starts_with('0'))
+    };
+    if !canonical(whole) {
+        return (TEXT, 0);
+    }
+    let (scale, fraction) = match fraction {
+        None => (0, ""),
+        Some(f) if (1..=MAX_SCALE).contains(&f.len()) && f.bytes().all(|c| c.is_ascii_digit()) => {
+            (f.len(), f)
+        }
+        Some(_) => return (TEXT, 0),
+    };
+    if whole.len() + fraction.len() > MAX_DIGITS {
+        return (TEXT, 0);
+    }
+    let mut number: i64 = 0;
+    for c in whole.bytes().chain(fraction.bytes()) {
+        number = number * 10 + i64::from(c - b'0');
+    }
+    // "-0" and "-0.00" would render without their sign.
+    if negative && number == 0 {
+        return (TEXT, 0);
+    }
+    let number = if negative { -number } else { number };
+    match scale {
+        0 => (INTEGER, number),
+        s => (DECIMAL + s as u8, number),
+    }
+}
+
+/// A dotted-quad IPv4 address without leading zeros, as its 32 bits.
+fn ipv4(s: &str) -> Option<i64> {
+    let mut address: i64 = 0;
+    let mut parts = 0;
+    for part in s.split('.') {
+        if part.is_empty()
+            || part.len() > 3
+            || !part.bytes().all(|c| c.is_ascii_digit())
+            || (part.len() > 1 && part.starts_with('0'))
+        {
+            return None;
+        }
+        let octet: i64 = part.parse().ok()?;
+        if octet > 255 {
+            return None;
+        }
+        address = address << 8 | octet;
+        parts += 1;
+    }
+    (parts == 4).then_some(address)
+}
+
+/// Appends a numeric field's text to `out`.
+fn render(marker: u8, number: i64, out: &mut String) -> Result<()> {
+    use std::fmt::Write;
+    match marker {
+        INTEGER => write!(out, "{number}").expect("writes to a String"),
+        IPV4 if (0..=u32::MAX as i64).contains(&number) => {
+            let [a, b, c, d] = (number as u32).to_be_bytes();
+            write!(out, "{a}.{b}.{c}.{d}").expect("writes to a String");
+        }
+        m if m > DECIMAL && m <= DECIMAL + MAX_SCALE as u8 => {
+            let scale = (m - DECIMAL) as u32;
+            let unit = 10u64.pow(scale);
+            let magnitude = number.unsigned_abs();
+            let sign = if number < 0 { "-" } else { "" };
+            write!(
+                out,
+                "{sign}{}.{:0width$}",
+                magnitude / unit,
+                magnitude % unit,
+                width = scale as usize
+            )
+            .expect("writes to a String");
+        }
+        _ => return Err(corrupt(format!("number {number} for marker {marker:#x}"))),
+    }
+    Ok(())
+}
+
+fn corrupt(reason: String) -> Error {
+    Error::Io(std::io::Error::other(format!(
+        "{TEMPLATE_COLUMN}: {reason}"
+    )))
+}
+
+/// The columns of split lines, in [`line_fields`] order after `body`.
+pub struct Split {
+    /// The lines stored whole; null where a line is split (or was null).
+    pub body: ArrayRef,
+    /// `body_template`, then each position's text and number column.
+    pub columns: Vec<ArrayRef>,
+}
+
+/// Splits each line of `bodies` that can be split.
+pub fn split_column(bodies: &StringArray) -> Split {
+    let rows = bodies.len();
+    let mut whole = StringBuilder::with_capacity(rows, 0);
+    let mut templates = StringBuilder::with_capacity(rows, rows * 16);
+    let mut texts: Vec<StringBuilder> = (0..FIELDS)
+        .map(|_| StringBuilder::with_capacity(rows, rows * 8))
+        .collect();
+    let mut numbers: Vec<Int64Builder> = (0..FIELDS)
+        .map(|_| Int64Builder::with_capacity(rows))
+        .collect();
+    let mut template = String::new();
+    let mut fields = Vec::with_capacity(FIELDS);
+    for line in bodies.iter() {
+        match line {
+            Some(line) if split(line, &mut template, &mut fields) => {
+                whole.append_null();
+                templates.append_value(&template);
+                for k in 0..FIELDS {
+                    match fields.get(k) {
+                        Some(f) if f.marker == TEXT => {
+                            texts[k].append_value(&line[f.text.clone()]);
+                            numbers[k].append_null();
+                        }
+                        Some(f) => {
+                            texts[k].append_null();
+                            numbers[k].append_value(f.number);
+                        }
+                        None => {
+                            texts[k].append_null();
+                            numbers[k].append_null();
+                        }
+                    }
+                }
+            }
+            line => {
+                whole.append_option(line);
+                templates.append_null();
+                for k in 0..FIELDS {
+                    texts[k].append_null();
+                    numbers[k].append_null();
+                }
+            }
+        }
+    }
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(templates.finish())];
+    for (text, number) in texts.iter_mut().zip(numbers.iter_mut()) {
+        columns.push(Arc::new(text.finish()));
+        columns.push(Arc::new(number.finish()));
+    }
+    Split {
+        body: Arc::new(whole.finish()),
+        columns,
+    }
+}
+
+/// A batch of table rows (or of rows in the resource layout) with its lines split: `body`
+/// keeps the lines stored whole, the line columns follow the batch's. A batch without
+/// `body`, or already split, passes unchanged.
+pub fn to_file(batch: &RecordBatch) -> Result<RecordBatch> {
+    let schema = batch.schema();
+    if schema.index_of(TEMPLATE_COLUMN).is_ok() {
+        return Ok(batch.clone());
+    }
+    let Ok(index) = schema.index_of(BODY) else {
+        return Ok(batch.clone());
+    };
+    let bodies = batch
+        .column(index)
+        .as_string_opt::<i32>()
+        .ok_or_else(|| corrupt("body is not a string column".into()))?;
+    let split = split_column(bodies);
+    let mut columns = batch.columns().to_vec();
+    columns[index] = split.body;
+    columns.extend(split.columns);
+    Ok(RecordBatch::try_new_with_options(
+        file_schema_of(&schema),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )?)
+}
+
+/// The lines of a file's rows: `body` where stored whole, else rebuilt from the template and
+/// fields. `columns` are the line columns in [`line_fields`] order.
+pub fn rebuild(body: &dyn Array, columns: &[&dyn Array]) -> Result<StringArray> {
+    if columns.len() != 1 + 2 * FIELDS {
+        return Err(corrupt(format!("{} line columns", columns.len())));
+    }
+    let string = |a: &dyn Array, name: &str| {
+        a.as_string_opt::<i32>()
+            .cloned()
+            .ok_or_else(|| corrupt(format!("{name} is not a string column")))
+    };
+    let body = string(body, BODY)?;
+    let templates = string(columns[0], TEMPLATE_COLUMN)?;
+    let texts: Vec<StringArray> = (0..FIELDS)
+        .map(|k| string(columns[1 + 2 * k], text_column(k)))
+        .collect::<Result<_>>()?;
+    let numbers: Vec<&Int64Array> = (0..FIELDS)
+        .map(|k| {
+            columns[2 + 2 * k]
+                .as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| corrupt(format!("{} is not Int64", number_column(k))))
+        })
+        .collect::<Result<_>>()?;
+    let rows = body.len();
+    if columns.iter().any(|c| c.len() != rows) {
+        return Err(corrupt("line columns of unequal lengths".into()));
+    }
+    let mut out = StringBuilder::with_capacity(rows, body.value_data().len() + rows * 64);
+    let mut line = String::new();
+    for row in 0..rows {
+        if body.is_valid(row) || templates.is_null(row) {
+            out.append_option(body.is_valid(row).then(|| body.value(row)));
+            continue;
+        }
+        line.clear();
+        let template = templates.value(row);
+        let mut k = 0;
+        let mut copied = 0;
+        for (at, &marker) in template.as_bytes().iter().enumerate() {
+            if !is_marker(marker) {
+                continue;
+            }
+            line.push_str(&template[copied..at]);
+            copied = at + 1;
+            if k == FIELDS {
+                return Err(corrupt(format!("a template of more than {FIELDS} fields")));
+            }
+            if marker == TEXT {
+                if texts[k].is_null(row) {
+                    return Err(corrupt(format!("{} is null", text_column(k))));
+                }
+                line.push_str(texts[k].value(row));
+            } else {
+                if numbers[k].is_null(row) {
+                    return Err(corrupt(format!("{} is null", number_column(k))));
+                }
+                render(marker, numbers[k].value(row), &mut line)?;
+            }
+            k += 1;
+        }
+        line.push_str(&template[copied..]);
+        out.append_value(&line);
+    }
+    Ok(out.finish())
+}
+
+/// A batch read from a file with split lines, with `body` rebuilt and the line columns
+/// dropped. Batches without them pass unchanged.
+pub fn materialise(batch: &RecordBatch) -> Result<RecordBatch> {
+    let schema = batch.schema();
+    if schema.index_of(TEMPLATE_COLUMN).is_err() {
+        return Ok(batch.clone());
+    }
+    let body = schema.index_of(BODY)?;
+    let columns: Vec<&dyn Array> = line_fields()
+        .iter()
+        .map(|f| schema.index_of(f.name()).map(|i| batch.column(i).as_ref()))
+        .collect::<std::result::Result<_, _>>()?;
+    let lines = rebuild(batch.column(body).as_ref(), &columns)?;
+    let table_schema = table_schema_of(&schema);
+    let table_columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .filter(|(f, _)| !is_line_column(f.name()))
+        .map(|(f, c)| {
+            if f.name() == BODY {
+                Arc::new(lines.clone()) as ArrayRef
+            } else {
+                c.clone()
+            }
+        })
+        .collect();
+    Ok(RecordBatch::try_new_with_options(
+        table_schema,
+        table_columns,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )?)
+}
+
+#[cfg(test)]
+mod tests;
