@@ -56,7 +56,7 @@ const MAX_SCALE: usize = 9;
 const MAX_DIGITS: usize = 18;
 
 fn is_marker(b: u8) -> bool {
-    (TEXT..=DECIMAL + MAX_SCALE as u8).contains(&b)
+    b.wrapping_sub(TEXT) <= DECIMAL + MAX_SCALE as u8 - TEXT
 }
 
 /// The text column of field `k` (`body_text_{k}`).
@@ -133,21 +133,20 @@ fn split(line: &str, template: &mut String, fields: &mut Vec<Found>) -> bool {
     template.clear();
     fields.clear();
     let b = line.as_bytes();
-    if b.iter().any(|&c| is_marker(c)) {
+    // Without an early exit per byte, so that the check runs a vector at a time.
+    if b.chunks(64)
+        .any(|chunk| chunk.iter().fold(false, |seen, &c| seen | is_marker(c)))
+    {
         return false;
     }
     // The template is the line with each field's text replaced by its marker; `copied` is
-    // how far the line has been copied into it.
+    // how far the line has been copied into it. A range with a digit is a field.
     let mut copied = 0;
     let mut field = |text: Range<usize>, template: &mut String, fields: &mut Vec<Found>| {
-        let s = &line[text.clone()];
-        if !s.bytes().any(|c| c.is_ascii_digit()) {
-            return true;
-        }
         if fields.len() == FIELDS {
             return false;
         }
-        let (marker, number) = classify(s);
+        let (marker, number) = classify(&line[text.clone()]);
         template.push_str(&line[copied..text.start]);
         template.push(marker as char);
         copied = text.end;
@@ -158,13 +157,13 @@ fn split(line: &str, template: &mut String, fields: &mut Vec<Found>) -> bool {
         });
         true
     };
+    let has_digit = |r: Range<usize>| b[r].iter().any(u8::is_ascii_digit);
     let mut i = 0;
     while i < b.len() {
         if b[i] == b' ' {
             i += 1;
             continue;
         }
-        let end = memchr::memchr(b' ', &b[i..]).map_or(b.len(), |p| i + p);
         // A quoted or bracketed token runs to its closing byte, spaces and all.
         let close = match b[i] {
             b'"' => Some(b'"'),
@@ -174,28 +173,39 @@ fn split(line: &str, template: &mut String, fields: &mut Vec<Found>) -> bool {
         if let Some(close) = close
             && let Some(p) = memchr::memchr(close, &b[i + 1..])
         {
-            if !field(i + 1..i + 1 + p, template, fields) {
+            let text = i + 1..i + 1 + p;
+            if has_digit(text.clone()) && !field(text, template, fields) {
                 return false;
             }
             i += p + 2;
             continue;
         }
+        // One pass over the token: its end, its first `=` and its last digit.
+        let mut end = i;
+        let mut equals = None;
+        let mut last_digit = None;
+        while end < b.len() && b[end] != b' ' {
+            match b[end] {
+                b'=' if equals.is_none() && end > i => equals = Some(end),
+                c if c.is_ascii_digit() => last_digit = Some(end),
+                _ => {}
+            }
+            end += 1;
+        }
         // `key=value`: the value is the field (quoted, it runs to its closing quote).
-        let value = match memchr::memchr(b'=', &b[i..end]) {
-            Some(p) if p > 0 => i + p + 1,
-            _ => i,
-        };
+        let value = equals.map_or(i, |p| p + 1);
         if value > i
             && b.get(value) == Some(&b'"')
             && let Some(p) = memchr::memchr(b'"', &b[value + 1..])
         {
-            if !field(value + 1..value + 1 + p, template, fields) {
+            let text = value + 1..value + 1 + p;
+            if has_digit(text.clone()) && !field(text, template, fields) {
                 return false;
             }
             i = value + p + 2;
             continue;
         }
-        if !field(value..end, template, fields) {
+        if last_digit.is_some_and(|d| d >= value) && !field(value..end, template, fields) {
             return false;
         }
         i = end;
@@ -285,30 +295,47 @@ fn ipv4(s: &str) -> Option<i64> {
 
 /// Appends a numeric field's text to `out`.
 fn render(marker: u8, number: i64, out: &mut String) -> Result<()> {
-    use std::fmt::Write;
     match marker {
-        INTEGER => write!(out, "{number}").expect("writes to a String"),
+        INTEGER => {
+            if number < 0 {
+                out.push('-');
+            }
+            push_digits(number.unsigned_abs(), 1, out);
+        }
         IPV4 if (0..=u32::MAX as i64).contains(&number) => {
-            let [a, b, c, d] = (number as u32).to_be_bytes();
-            write!(out, "{a}.{b}.{c}.{d}").expect("writes to a String");
+            for (i, octet) in (number as u32).to_be_bytes().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_digits(u64::from(octet), 1, out);
+            }
         }
         m if m > DECIMAL && m <= DECIMAL + MAX_SCALE as u8 => {
-            let scale = (m - DECIMAL) as u32;
+            let scale = u32::from(m - DECIMAL);
             let unit = 10u64.pow(scale);
             let magnitude = number.unsigned_abs();
-            let sign = if number < 0 { "-" } else { "" };
-            write!(
-                out,
-                "{sign}{}.{:0width$}",
-                magnitude / unit,
-                magnitude % unit,
-                width = scale as usize
-            )
-            .expect("writes to a String");
+            if number < 0 {
+                out.push('-');
+            }
+            push_digits(magnitude / unit, 1, out);
+            out.push('.');
+            push_digits(magnitude % unit, scale as usize, out);
         }
         _ => return Err(corrupt(format!("number {number} for marker {marker:#x}"))),
     }
     Ok(())
+}
+
+/// Appends `n` in decimal, zero-padded to at least `width` digits.
+fn push_digits(mut n: u64, width: usize, out: &mut String) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    while n > 0 || digits.len() - at < width {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
 }
 
 fn corrupt(reason: String) -> Error {
@@ -328,56 +355,99 @@ pub struct Split {
 /// Splits each line of `bodies` that can be split.
 pub fn split_column(bodies: &StringArray) -> Split {
     let rows = bodies.len();
-    let mut whole = StringBuilder::with_capacity(rows, 0);
-    let mut templates = StringBuilder::with_capacity(rows, rows * 16);
-    let mut texts: Vec<StringBuilder> = (0..FIELDS)
-        .map(|_| StringBuilder::with_capacity(rows, rows * 8))
-        .collect();
-    let mut numbers: Vec<Int64Builder> = (0..FIELDS)
-        .map(|_| Int64Builder::with_capacity(rows))
-        .collect();
+    let mut columns = Columns::new(rows);
     let mut template = String::new();
     let mut fields = Vec::with_capacity(FIELDS);
-    for line in bodies.iter() {
+    for (row, line) in bodies.iter().enumerate() {
         match line {
             Some(line) if split(line, &mut template, &mut fields) => {
-                whole.append_null();
-                templates.append_value(&template);
-                for k in 0..FIELDS {
-                    match fields.get(k) {
-                        Some(f) if f.marker == TEXT => {
-                            texts[k].append_value(&line[f.text.clone()]);
-                            numbers[k].append_null();
-                        }
-                        Some(f) => {
-                            texts[k].append_null();
-                            numbers[k].append_value(f.number);
-                        }
-                        None => {
-                            texts[k].append_null();
-                            numbers[k].append_null();
-                        }
+                columns.templates.push(row, &template);
+                for (k, f) in fields.iter().enumerate() {
+                    if f.marker == TEXT {
+                        columns.texts[k].push(row, &line[f.text.clone()]);
+                    } else {
+                        columns.numbers[k].push(row, f.number);
                     }
                 }
             }
-            line => {
-                whole.append_option(line);
-                templates.append_null();
-                for k in 0..FIELDS {
-                    texts[k].append_null();
-                    numbers[k].append_null();
-                }
-            }
+            Some(line) => columns.whole.push(row, line),
+            None => {}
         }
     }
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(templates.finish())];
-    for (text, number) in texts.iter_mut().zip(numbers.iter_mut()) {
-        columns.push(Arc::new(text.finish()));
-        columns.push(Arc::new(number.finish()));
+    columns.finish(rows)
+}
+
+/// A column built a value at a time, its nulls appended only when a later row has a value
+/// (or at the end): most field positions have a value in few of a line's columns.
+struct Lazy<B> {
+    builder: B,
+    /// Rows written so far, nulls included.
+    rows: usize,
+}
+
+impl Lazy<StringBuilder> {
+    fn push(&mut self, row: usize, value: &str) {
+        self.builder.append_nulls(row - self.rows);
+        self.builder.append_value(value);
+        self.rows = row + 1;
     }
-    Split {
-        body: Arc::new(whole.finish()),
-        columns,
+
+    fn finish(&mut self, rows: usize) -> ArrayRef {
+        self.builder.append_nulls(rows - self.rows);
+        Arc::new(self.builder.finish())
+    }
+}
+
+impl Lazy<Int64Builder> {
+    fn push(&mut self, row: usize, value: i64) {
+        self.builder.append_nulls(row - self.rows);
+        self.builder.append_value(value);
+        self.rows = row + 1;
+    }
+
+    fn finish(&mut self, rows: usize) -> ArrayRef {
+        self.builder.append_nulls(rows - self.rows);
+        Arc::new(self.builder.finish())
+    }
+}
+
+/// The columns [`split_column`] builds.
+struct Columns {
+    whole: Lazy<StringBuilder>,
+    templates: Lazy<StringBuilder>,
+    texts: Vec<Lazy<StringBuilder>>,
+    numbers: Vec<Lazy<Int64Builder>>,
+}
+
+impl Columns {
+    fn new(rows: usize) -> Self {
+        let strings = |bytes| Lazy {
+            builder: StringBuilder::with_capacity(rows, bytes),
+            rows: 0,
+        };
+        Self {
+            whole: strings(0),
+            templates: strings(rows * 16),
+            texts: (0..FIELDS).map(|_| strings(rows * 8)).collect(),
+            numbers: (0..FIELDS)
+                .map(|_| Lazy {
+                    builder: Int64Builder::with_capacity(rows),
+                    rows: 0,
+                })
+                .collect(),
+        }
+    }
+
+    fn finish(mut self, rows: usize) -> Split {
+        let mut columns = vec![self.templates.finish(rows)];
+        for (text, number) in self.texts.iter_mut().zip(self.numbers.iter_mut()) {
+            columns.push(text.finish(rows));
+            columns.push(number.finish(rows));
+        }
+        Split {
+            body: self.whole.finish(rows),
+            columns,
+        }
     }
 }
 

@@ -56,6 +56,10 @@ fn words_without_digits_stay_in_the_template() {
     let (template, fields) = split_one(line).unwrap();
     assert_eq!(template, "user \u{10} placed order \u{10} for \u{14} EUR");
     assert_eq!(fields.len(), 3);
+    // A key's digits do not make its value a field; a value's do.
+    let (template, fields) = split_one("k1=abc k2=a5 x=\"3 apples\"").unwrap();
+    assert_eq!(template, "k1=abc k2=\u{10} x=\"\u{10}\"");
+    assert_eq!(fields.len(), 2);
     // A line of words alone has no fields: it is stored whole.
     assert!(split_one("connection closed by peer").is_none());
 }
