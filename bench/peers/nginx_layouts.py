@@ -23,7 +23,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 OBJECTS = os.environ.get('NGINX_OBJECTS', '/tmp/bench-work/ingest-grpc/objects')
-SRC = f'{OBJECTS}/tenant=nginx-logs/signal=logs/**/*.parquet'
+# NGINX_TENANT=app-logs runs the same experiments on the application logs.
+TENANT = os.environ.get('NGINX_TENANT', 'nginx-logs')
+SRC = f'{OBJECTS}/tenant={TENANT}/signal=logs/**/*.parquet'
 FILES = sorted(glob.glob(SRC, recursive=True))
 FIELDS = 12
 LINE_COLUMNS = ['body_template'] + [f'body_{kind}_{k}' for k in range(FIELDS) for kind in ('text', 'number')]
@@ -434,9 +436,91 @@ EXPERIMENTS.update({
     'typed6_best_drop': lambda: measure('typed, sort +obs, ip uint32, bytes BSS, constant/derivable cols dropped, zstd 6', chain(TYPED, drop('trace_id', 'span_id', 'flags', 'event_name', 'scope_name', 'scope_version', 'dropped_attributes_count', 'attributes', 'severity_text')), O(6, _enc_extra=FIELDS_BSS)),
 })
 
+# ---------- lines stored by field (storage/src/lines.rs), and the variant not kept ----------
+TOKEN = re.compile(r'"[^"]*"|\[[^\]]*\]|[^ ]+')
+IPV4 = re.compile(r'^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$')
+INTEGER = re.compile(r'^(0|[1-9][0-9]{0,17})$')
+DECIMAL = re.compile(r'^(0|[1-9][0-9]{0,14})\.([0-9]{1,9})$')
+MARKER = re.compile('[\x10-\x1b]')
+
+
+def lines_by_field(every_token):
+    """`body` split into a template and positional fields, a text and a number column per
+    position (IPv4 addresses, integers and decimals as numbers): with `every_token`, each token
+    is a field; else only tokens with a digit (what storage/src/lines.rs does, without its
+    logfmt-quoted values and negative numbers). Checks that every line is rebuilt."""
+    def field(v, template, numbers, texts):
+        if not every_token and not re.search('[0-9]', v):
+            template.append(v)
+            return
+        m = IPV4.match(v)
+        if m and all(str(int(g)) == g and int(g) < 256 for g in m.groups()):
+            a, b, c, d = map(int, m.groups())
+            template.append('\x12'); numbers.append((a << 24) | (b << 16) | (c << 8) | d); texts.append(None)
+        elif INTEGER.match(v):
+            template.append('\x11'); numbers.append(int(v)); texts.append(None)
+        elif (m := DECIMAL.match(v)):
+            template.append(chr(0x12 + len(m.group(2)))); numbers.append(int(m.group(1) + m.group(2))); texts.append(None)
+        else:
+            template.append('\x10'); numbers.append(None); texts.append(v)
+
+    def split(line):
+        template, numbers, texts, pos = [], [], [], 0
+        for m in TOKEN.finditer(line):
+            start, end = m.span()
+            tok = m.group()
+            template.append(line[pos:start])
+            if tok[0] in '"[' and len(tok) >= 2:
+                template.append(tok[0]); field(tok[1:-1], template, numbers, texts); template.append(tok[-1])
+            elif '=' in tok[1:]:
+                k, v = tok.split('=', 1)
+                template.append(k + '='); field(v, template, numbers, texts)
+            else:
+                field(tok, template, numbers, texts)
+            pos = end
+        template.append(line[pos:])
+        return ''.join(template), numbers, texts
+
+    def f(t):
+        out = {c: [] for c in LINE_COLUMNS}
+        rest = []
+        for line in t['body'].to_pylist():
+            template, numbers, texts = (None, [], []) if line is None else split(line)
+            if line is None or not numbers or len(numbers) > FIELDS or MARKER.search(line):
+                template, numbers, texts = None, [], []
+            k, parts = 0, []
+            for ch in template or '':
+                if 0x10 <= ord(ch) <= 0x1b:
+                    parts.append(render(ord(ch), texts[k], numbers[k])); k += 1
+                else:
+                    parts.append(ch)
+            assert template is None or ''.join(parts) == line, (line, template)
+            rest.append(line if template is None else None)
+            out['body_template'].append(template)
+            for k in range(FIELDS):
+                out[f'body_text_{k}'].append(texts[k] if k < len(texts) else None)
+                out[f'body_number_{k}'].append(numbers[k] if k < len(numbers) else None)
+        t = t.set_column(t.schema.get_field_index('body'), 'body', pa.array(rest, pa.string()))
+        for c in LINE_COLUMNS:
+            t = t.append_column(c, pa.array(out[c], pa.int64() if 'number' in c else pa.string()))
+        return t
+    return f
+
+
+LINE_NUMBERS = [f'body_number_{k}' for k in range(FIELDS)]
+EXPERIMENTS.update({
+    'lines_every_token': lambda: measure('every token a field, zstd 6', lines_by_field(True), O(6)),
+    'lines': lambda: measure('tokens with a digit as fields, sort +obs, zstd 6', chain(SORT_TIME_OBS, lines_by_field(False)), O(6)),
+    'lines_rg': lambda: measure('tokens with a digit as fields, sort +obs, one row group per hour, zstd 6',
+                                chain(SORT_TIME_OBS, lines_by_field(False)), O(6, row_group_size=1 << 20)),
+    'lines_bss': lambda: measure('tokens with a digit as fields, sort +obs, numbers BYTE_STREAM_SPLIT, zstd 6',
+                                 chain(SORT_TIME_OBS, lines_by_field(False)), O(6, _enc_extra={c: 'BYTE_STREAM_SPLIT' for c in LINE_NUMBERS})),
+    'lines9': lambda: measure('tokens with a digit as fields, sort +obs, zstd 9', chain(SORT_TIME_OBS, lines_by_field(False)), O(9)),
+})
+
 if __name__ == '__main__':
     if not FILES:
-        sys.exit(f'no nginx-logs Parquet files under {OBJECTS}')
+        sys.exit(f'no {TENANT} Parquet files under {OBJECTS}')
     unknown = [name for name in sys.argv[1:] if name not in EXPERIMENTS]
     if unknown or len(sys.argv) < 2:
         sys.exit(f'experiments: {" ".join(EXPERIMENTS)}' + (f' (unknown: {" ".join(unknown)})' if unknown else ''))
