@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use arrow::util::pretty::pretty_format_batches;
 use strata_query::{QueryConfig, QueryEngine};
-use strata_storage::catalog::FileMeta;
 use strata_storage::{Signal, Storage, TenantId, TimeRange};
 
 const T0: i64 = 1_767_571_200_000_000_000; // 2026-01-05T00:00:00Z
@@ -87,6 +86,22 @@ async fn sql(engine: &QueryEngine, id: &str, sql: &str) -> String {
     pretty_format_batches(&result.batches).unwrap().to_string()
 }
 
+/// Runs each query on `tenant` and on `buffered` (the same records in the write buffer) and
+/// checks that they answer the same, with rows.
+async fn answers_as_the_buffer(storage: Arc<Storage>, tenant: &str, queries: &[&str]) {
+    let engine = QueryEngine::with_executor(
+        storage,
+        QueryConfig::default(),
+        tokio::runtime::Handle::current(),
+    )
+    .unwrap();
+    for query in queries {
+        let answer = sql(&engine, tenant, query).await;
+        assert_eq!(answer, sql(&engine, "buffered", query).await, "{query}");
+        assert!(answer.lines().count() > 4, "{query}: {answer}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_stored_by_field_read_as_they_came() {
     let dir = tempfile::tempdir().unwrap();
@@ -112,49 +127,29 @@ async fn lines_stored_by_field_read_as_they_came() {
             .len(),
         2
     );
-    let engine = QueryEngine::with_executor(
+    answers_as_the_buffer(
         storage,
-        QueryConfig::default(),
-        tokio::runtime::Handle::current(),
+        "split",
+        &[
+            "SELECT time, body FROM logs ORDER BY time",
+            "SELECT time, body FROM logs WHERE body LIKE '%items/1%' OR body LIKE '%u3%' ORDER BY time",
+            "SELECT count(*), count(body), sum(length(body)) FROM logs",
+            "SELECT body, count(*) FROM logs WHERE body NOT LIKE '%1%' GROUP BY body ORDER BY body",
+            "SELECT time FROM logs WHERE body IS NULL ORDER BY time",
+            "SELECT upper(body) FROM logs WHERE body = 'connection closed by peer' LIMIT 1",
+            "SELECT time, severity_number FROM logs WHERE time < TIMESTAMP '2026-01-05T00:01:00Z' ORDER BY time DESC LIMIT 5",
+        ],
     )
-    .unwrap();
-    for query in [
-        "SELECT time, body FROM logs ORDER BY time",
-        "SELECT time, body FROM logs WHERE body LIKE '%items/1%' OR body LIKE '%u3%' ORDER BY time",
-        "SELECT count(*), count(body), sum(length(body)) FROM logs",
-        "SELECT body, count(*) FROM logs WHERE body NOT LIKE '%1%' GROUP BY body ORDER BY body",
-        "SELECT time FROM logs WHERE body IS NULL ORDER BY time",
-        "SELECT upper(body) FROM logs WHERE body = 'connection closed by peer' LIMIT 1",
-        "SELECT time, severity_number FROM logs WHERE time < TIMESTAMP '2026-01-05T00:01:00Z' ORDER BY time DESC LIMIT 5",
-    ] {
-        let split = sql(&engine, "split", query).await;
-        assert_eq!(split, sql(&engine, "buffered", query).await, "{query}");
-        assert!(split.lines().count() > 4, "{query}: {split}");
-    }
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_with_every_line_whole_read_as_before() {
     use datafusion::parquet::arrow::ArrowWriter;
-    use object_store::ObjectStoreExt;
-    use strata_storage::Catalog;
     use strata_storage::parquet_file::{partition_and_sort, writer_properties};
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("objects")).unwrap();
-    let store = strata_storage::objects::object_store_from_url(&format!(
-        "file://{}/objects",
-        dir.path().display()
-    ))
-    .unwrap();
-    let catalog = Arc::new(
-        strata_storage::SqlCatalog::connect(&format!(
-            "sqlite://{}/catalog.db",
-            dir.path().display()
-        ))
-        .await
-        .unwrap(),
-    );
+    let (store, catalog) = common::local_store_and_catalog(&dir).await;
     // The first half in a file of the earlier layout: the lines whole, no line columns.
     let first = lines(0, 200);
     let request = strata_proto::json::decode_logs(request(0, &first).as_bytes()).unwrap();
@@ -178,29 +173,17 @@ async fn files_with_every_line_whole_read_as_before() {
     }
     writer.write(&whole).unwrap();
     writer.close().unwrap();
-    let path = "tenant=mixed/signal=logs/earlier.parquet";
-    store
-        .put(&path.into(), bytes::Bytes::from(bytes.clone()).into())
-        .await
-        .unwrap();
-    catalog
-        .add_files(
-            &[FileMeta {
-                id: "0".into(),
-                tenant: tenant("mixed"),
-                signal: Signal::Logs,
-                path: path.into(),
-                min_time: part.min_time,
-                max_time: part.max_time,
-                rows: whole.num_rows() as i64,
-                size_bytes: bytes.len() as i64,
-                level: 1,
-                created_at: 0,
-            }],
-            None,
-        )
-        .await
-        .unwrap();
+    common::put_file(
+        &store,
+        &catalog,
+        "mixed",
+        Signal::Logs,
+        "tenant=mixed/signal=logs/earlier.parquet",
+        bytes,
+        (part.min_time, part.max_time),
+        whole.num_rows(),
+    )
+    .await;
     // The second half flushed now, its lines stored by field; the same records buffered.
     let storage = Storage::open(store, catalog, strata_storage::StorageConfig::default())
         .await
@@ -217,18 +200,13 @@ async fn files_with_every_line_whole_read_as_before() {
             .len(),
         2
     );
-    let engine = QueryEngine::with_executor(
+    answers_as_the_buffer(
         storage,
-        QueryConfig::default(),
-        tokio::runtime::Handle::current(),
+        "mixed",
+        &[
+            "SELECT time, body, resource_attributes FROM logs ORDER BY time",
+            "SELECT time, body FROM logs WHERE body LIKE '%GET%' ORDER BY time",
+        ],
     )
-    .unwrap();
-    for query in [
-        "SELECT time, body, resource_attributes FROM logs ORDER BY time",
-        "SELECT time, body FROM logs WHERE body LIKE '%GET%' ORDER BY time",
-    ] {
-        let mixed = sql(&engine, "mixed", query).await;
-        assert_eq!(mixed, sql(&engine, "buffered", query).await, "{query}");
-        assert!(mixed.lines().count() > 4, "{query}: {mixed}");
-    }
+    .await;
 }

@@ -220,27 +220,13 @@ async fn the_index_selects_the_runs_of_matching_series() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_with_the_map_on_every_row_read_as_before() {
     use datafusion::parquet::arrow::ArrowWriter;
-    use object_store::ObjectStoreExt;
     use strata_storage::parquet_file::{partition_and_sort, writer_properties};
     use strata_storage::resources::{RESOURCE_COLUMN, materialise, parse};
 
     // Hosts 0–9 in a file of the layout written before resources were stored once: the
     // resource attribute map on every row.
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("objects")).unwrap();
-    let store = strata_storage::objects::object_store_from_url(&format!(
-        "file://{}/objects",
-        dir.path().display()
-    ))
-    .unwrap();
-    let catalog = Arc::new(
-        strata_storage::SqlCatalog::connect(&format!(
-            "sqlite://{}/catalog.db",
-            dir.path().display()
-        ))
-        .await
-        .unwrap(),
-    );
+    let (store, catalog) = common::local_store_and_catalog(&dir).await;
     let request = strata_proto::json::decode_metrics(request(0..10).as_bytes()).unwrap();
     let batch = strata_ingest::convert::metrics_to_batch(&request)
         .batch
@@ -254,30 +240,17 @@ async fn files_with_the_map_on_every_row_read_as_before() {
     let mut writer = ArrowWriter::try_new(&mut bytes, table.schema(), Some(props)).unwrap();
     writer.write(&table).unwrap();
     writer.close().unwrap();
-    let path = "tenant=mixed/signal=metrics/earlier.parquet";
-    store
-        .put(&path.into(), bytes::Bytes::from(bytes.clone()).into())
-        .await
-        .unwrap();
-    use strata_storage::Catalog;
-    catalog
-        .add_files(
-            &[FileMeta {
-                id: "0".into(),
-                tenant: tenant("mixed"),
-                signal: Signal::Metrics,
-                path: path.into(),
-                min_time: part.min_time,
-                max_time: part.max_time,
-                rows: table.num_rows() as i64,
-                size_bytes: bytes.len() as i64,
-                level: 1,
-                created_at: 0,
-            }],
-            None,
-        )
-        .await
-        .unwrap();
+    common::put_file(
+        &store,
+        &catalog,
+        "mixed",
+        Signal::Metrics,
+        "tenant=mixed/signal=metrics/earlier.parquet",
+        bytes,
+        (part.min_time, part.max_time),
+        table.num_rows(),
+    )
+    .await;
 
     // Hosts 10–19 flushed now, each resource stored once; the same points buffered elsewhere.
     let storage = Storage::open(store, catalog, strata_storage::StorageConfig::default())

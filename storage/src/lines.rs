@@ -366,7 +366,7 @@ pub fn split_column(bodies: &StringArray) -> Split {
                     if f.marker == TEXT {
                         columns.texts[k].push(row, &line[f.text.clone()]);
                     } else {
-                        columns.numbers[k].push(row, f.number);
+                        columns.numbers[k].push(row, &f.number);
                     }
                 }
             }
@@ -385,21 +385,42 @@ struct Lazy<B> {
     rows: usize,
 }
 
-impl Lazy<StringBuilder> {
-    fn push(&mut self, row: usize, value: &str) {
-        self.builder.append_nulls(row - self.rows);
-        self.builder.append_value(value);
-        self.rows = row + 1;
-    }
+/// What [`Lazy`] needs of a builder.
+trait Builder {
+    type Value: ?Sized;
+    fn append_nulls(&mut self, n: usize);
+    fn append_value(&mut self, value: &Self::Value);
+    fn finish(&mut self) -> ArrayRef;
+}
 
-    fn finish(&mut self, rows: usize) -> ArrayRef {
-        self.builder.append_nulls(rows - self.rows);
-        Arc::new(self.builder.finish())
+impl Builder for StringBuilder {
+    type Value = str;
+    fn append_nulls(&mut self, n: usize) {
+        StringBuilder::append_nulls(self, n);
+    }
+    fn append_value(&mut self, value: &str) {
+        StringBuilder::append_value(self, value);
+    }
+    fn finish(&mut self) -> ArrayRef {
+        Arc::new(StringBuilder::finish(self))
     }
 }
 
-impl Lazy<Int64Builder> {
-    fn push(&mut self, row: usize, value: i64) {
+impl Builder for Int64Builder {
+    type Value = i64;
+    fn append_nulls(&mut self, n: usize) {
+        Int64Builder::append_nulls(self, n);
+    }
+    fn append_value(&mut self, value: &i64) {
+        Int64Builder::append_value(self, *value);
+    }
+    fn finish(&mut self) -> ArrayRef {
+        Arc::new(Int64Builder::finish(self))
+    }
+}
+
+impl<B: Builder> Lazy<B> {
+    fn push(&mut self, row: usize, value: &B::Value) {
         self.builder.append_nulls(row - self.rows);
         self.builder.append_value(value);
         self.rows = row + 1;
@@ -407,7 +428,7 @@ impl Lazy<Int64Builder> {
 
     fn finish(&mut self, rows: usize) -> ArrayRef {
         self.builder.append_nulls(rows - self.rows);
-        Arc::new(self.builder.finish())
+        self.builder.finish()
     }
 }
 

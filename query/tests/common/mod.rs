@@ -15,3 +15,57 @@ pub async fn memory_storage(dir: &tempfile::TempDir) -> Arc<Storage> {
         .await
         .unwrap()
 }
+
+#[allow(dead_code)]
+/// An object store in a local directory under `dir` and a SQLite catalog beside it, for tests
+/// that place files of their own before opening `Storage` over them.
+pub async fn local_store_and_catalog(
+    dir: &tempfile::TempDir,
+) -> (Arc<dyn object_store::ObjectStore>, Arc<SqlCatalog>) {
+    std::fs::create_dir_all(dir.path().join("objects")).unwrap();
+    let store = object_store_from_url(&format!("file://{}/objects", dir.path().display())).unwrap();
+    let catalog = SqlCatalog::connect(&format!("sqlite://{}/catalog.db", dir.path().display()))
+        .await
+        .unwrap();
+    (store, Arc::new(catalog))
+}
+
+/// Puts a Parquet file at `path` and lists it in the catalog: `rows` rows of `tenant`'s
+/// `signal` between `min_time` and `max_time`.
+#[allow(clippy::too_many_arguments, dead_code)]
+pub async fn put_file(
+    store: &Arc<dyn object_store::ObjectStore>,
+    catalog: &SqlCatalog,
+    tenant: &str,
+    signal: strata_storage::Signal,
+    path: &str,
+    bytes: Vec<u8>,
+    (min_time, max_time): (i64, i64),
+    rows: usize,
+) {
+    use object_store::ObjectStoreExt;
+    use strata_storage::Catalog;
+    let size_bytes = bytes.len() as i64;
+    store
+        .put(&path.into(), bytes::Bytes::from(bytes).into())
+        .await
+        .unwrap();
+    catalog
+        .add_files(
+            &[strata_storage::catalog::FileMeta {
+                id: path.into(),
+                tenant: strata_storage::TenantId::new(tenant).unwrap(),
+                signal,
+                path: path.into(),
+                min_time,
+                max_time,
+                rows: rows as i64,
+                size_bytes,
+                level: 1,
+                created_at: 0,
+            }],
+            None,
+        )
+        .await
+        .unwrap();
+}
