@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_query::{QueryConfig, QueryEngine, QueryError, QueryLimits};
-use strata_storage::{PerTenant, Signal, Storage, TenantId};
+use strata_storage::{PerTenant, Storage, TenantId};
 
 fn tenant(id: &str) -> TenantId {
     TenantId::new(id).unwrap()
@@ -21,15 +21,7 @@ async fn storage(dir: &tempfile::TempDir) -> Arc<Storage> {
             "{}/tests/data/{id}/logs.flushed.json",
             env!("CARGO_MANIFEST_DIR")
         );
-        let body = std::fs::read(path).unwrap();
-        let request = strata_proto::json::decode_logs(&body).unwrap();
-        let batch = strata_ingest::convert::logs_to_batch(&request, 0)
-            .batch
-            .unwrap();
-        storage
-            .write(&tenant(id), Signal::Logs, batch)
-            .await
-            .unwrap();
+        common::write_logs(&storage, id, &std::fs::read(path).unwrap(), 0).await;
     }
     storage.flush_all().await.unwrap();
     storage

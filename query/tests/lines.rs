@@ -68,14 +68,7 @@ fn request(start: usize, lines: &[Option<String>]) -> String {
 }
 
 async fn write(storage: &Storage, id: &str, start: usize, lines: &[Option<String>]) {
-    let request = strata_proto::json::decode_logs(request(start, lines).as_bytes()).unwrap();
-    let batch = strata_ingest::convert::logs_to_batch(&request, T0)
-        .batch
-        .unwrap();
-    storage
-        .write(&tenant(id), Signal::Logs, batch)
-        .await
-        .unwrap();
+    common::write_logs(storage, id, request(start, lines).as_bytes(), T0).await;
 }
 
 async fn sql(engine: &QueryEngine, id: &str, sql: &str) -> String {

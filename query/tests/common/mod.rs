@@ -69,3 +69,21 @@ pub async fn put_file(
         .await
         .unwrap();
 }
+
+/// Writes an OTLP/JSON logs request to `tenant`'s write buffer (`received` stands in for
+/// missing timestamps).
+#[allow(dead_code)]
+pub async fn write_logs(storage: &Storage, tenant: &str, json: &[u8], received: i64) {
+    let request = strata_proto::json::decode_logs(json).unwrap();
+    let batch = strata_ingest::convert::logs_to_batch(&request, received)
+        .batch
+        .unwrap();
+    storage
+        .write(
+            &strata_storage::TenantId::new(tenant).unwrap(),
+            strata_storage::Signal::Logs,
+            batch,
+        )
+        .await
+        .unwrap();
+}
