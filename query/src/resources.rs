@@ -17,11 +17,11 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::array::{Array, MapArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::logical_expr::ColumnarValue;
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::expressions::{Column, LikeExpr};
 use datafusion::physical_expr_adapter::{
     DefaultPhysicalExprAdapterFactory, PhysicalExprAdapter, PhysicalExprAdapterFactory,
 };
@@ -88,7 +88,18 @@ struct FileLayoutAdapter {
 impl PhysicalExprAdapter for FileLayoutAdapter {
     fn rewrite(&self, expr: Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> {
         let expr = if self.resources.is_some() || self.lines {
-            expr.transform_up(|e| {
+            // Top down, so that a search of `body` is seen before its column; a rewritten
+            // node's children are not visited again.
+            let done =
+                |e: Arc<dyn PhysicalExpr>| Transformed::new(e, true, TreeNodeRecursion::Jump);
+            expr.transform_down(|e| {
+                if self.lines
+                    && let Some(like) = e.downcast_ref::<LikeExpr>()
+                    && let Some(search) =
+                        crate::lines::LinesContaining::of(like, &self.logical_file_schema)?
+                {
+                    return Ok(done(search));
+                }
                 let Some(column) = e.downcast_ref::<Column>() else {
                     return Ok(Transformed::no(e));
                 };
@@ -96,16 +107,14 @@ impl PhysicalExprAdapter for FileLayoutAdapter {
                     (RESOURCE_ATTRIBUTES, Some(resources)) => {
                         let id =
                             Column::new_with_schema(RESOURCE_COLUMN, &self.logical_file_schema)?;
-                        Ok(Transformed::yes(Arc::new(ResourceAttributes {
+                        Ok(done(Arc::new(ResourceAttributes {
                             id: Arc::new(id),
                             resources: resources.clone(),
-                        })
-                            as Arc<dyn PhysicalExpr>))
+                        })))
                     }
-                    (strata_storage::lines::BODY, _) if self.lines => Ok(Transformed::yes(
-                        Arc::new(crate::lines::Lines::over(&self.logical_file_schema)?)
-                            as Arc<dyn PhysicalExpr>,
-                    )),
+                    (strata_storage::lines::BODY, _) if self.lines => Ok(done(Arc::new(
+                        crate::lines::Lines::over(&self.logical_file_schema)?,
+                    ))),
                     _ => Ok(Transformed::no(e)),
                 }
             })

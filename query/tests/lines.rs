@@ -131,6 +131,15 @@ async fn lines_stored_by_field_read_as_they_came() {
             "SELECT time FROM logs WHERE body IS NULL ORDER BY time",
             "SELECT upper(body) FROM logs WHERE body = 'connection closed by peer' LIMIT 1",
             "SELECT time, severity_number FROM logs WHERE time < TIMESTAMP '2026-01-05T00:01:00Z' ORDER BY time DESC LIMIT 5",
+            // Searches for a term no number renders: in templates, in text fields, across
+            // both, in lines stored whole, negated, and the latest of them.
+            "SELECT time, body FROM logs WHERE body LIKE '%placed order%' ORDER BY time",
+            "SELECT time, body FROM logs WHERE body LIKE '%GET /api/items/%' ORDER BY time",
+            "SELECT time, body FROM logs WHERE body LIKE '%HTTP/%' AND body LIKE '%curl/%' ORDER BY time",
+            "SELECT time, body FROM logs WHERE body LIKE '%\" \"curl%' OR body LIKE '%[bracket %' ORDER BY time",
+            "SELECT time, body FROM logs WHERE body LIKE '%café%' OR body LIKE '%by peer%' ORDER BY time",
+            "SELECT count(*), count(body) FROM logs WHERE body NOT LIKE '%placed%'",
+            "SELECT time, body FROM logs WHERE body LIKE '%key= =%' ORDER BY time DESC LIMIT 5",
         ],
     )
     .await;

@@ -27,8 +27,8 @@ use std::ops::Range;
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Int64Array, Int64Builder, RecordBatch, RecordBatchOptions,
-    StringArray, StringBuilder,
+    Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, Int64Array, Int64Builder, RecordBatch,
+    RecordBatchOptions, StringArray, StringBuilder,
 };
 use arrow::datatypes::{DataType, Field, FieldRef, Int64Type, Schema, SchemaRef};
 
@@ -504,14 +504,9 @@ pub fn rebuild(body: &dyn Array, columns: &[&dyn Array]) -> Result<StringArray> 
     if columns.len() != 1 + 2 * FIELDS {
         return Err(corrupt(format!("{} line columns", columns.len())));
     }
-    let string = |a: &dyn Array, name: &str| {
-        a.as_string_opt::<i32>()
-            .cloned()
-            .ok_or_else(|| corrupt(format!("{name} is not a string column")))
-    };
     let body = string(body, BODY)?;
     let templates = string(columns[0], TEMPLATE_COLUMN)?;
-    let texts: Vec<StringArray> = (0..FIELDS)
+    let texts: Vec<&StringArray> = (0..FIELDS)
         .map(|k| string(columns[1 + 2 * k], text_column(k)))
         .collect::<Result<_>>()?;
     let numbers: Vec<&Int64Array> = (0..FIELDS)
@@ -562,6 +557,102 @@ pub fn rebuild(body: &dyn Array, columns: &[&dyn Array]) -> Result<StringArray> 
         out.append_value(&line);
     }
     Ok(out.finish())
+}
+
+/// Whether [`contains`] can search for `term`: it holds no byte a number field renders
+/// (digits, `.`, `-`) and no marker, so it is never found across a number field and the
+/// number columns need not be read.
+pub fn searchable_without_numbers(term: &str) -> bool {
+    !term
+        .bytes()
+        .any(|b| b.is_ascii_digit() || b == b'.' || b == b'-' || is_marker(b))
+}
+
+/// For each row, whether its line contains `term` (null where the line is null), found
+/// without rebuilding the line: in `body` where stored whole, else in the template's text
+/// (a line has the term there when its template does) and, for a template with text
+/// fields, in the template with those put back. `term` must be
+/// [`searchable_without_numbers`]; the number columns are not read. `texts` are the
+/// `body_text_{k}` columns in order.
+pub fn contains(
+    term: &str,
+    body: &dyn Array,
+    template: &dyn Array,
+    texts: &[&dyn Array],
+) -> Result<BooleanArray> {
+    if !searchable_without_numbers(term) {
+        return Err(Error::Io(std::io::Error::other(format!(
+            "{term:?} is not searchable without the number fields"
+        ))));
+    }
+    if texts.len() != FIELDS {
+        return Err(corrupt(format!("{} text columns", texts.len())));
+    }
+    let body = string(body, BODY)?;
+    let templates = string(template, TEMPLATE_COLUMN)?;
+    let texts: Vec<&StringArray> = texts
+        .iter()
+        .enumerate()
+        .map(|(k, a)| string(*a, text_column(k)))
+        .collect::<Result<_>>()?;
+    let rows = body.len();
+    if templates.len() != rows || texts.iter().any(|c| c.len() != rows) {
+        return Err(corrupt("line columns of unequal lengths".into()));
+    }
+    let finder = memchr::memmem::Finder::new(term.as_bytes());
+    let mut out = BooleanBuilder::with_capacity(rows);
+    let mut line = Vec::new();
+    for row in 0..rows {
+        if body.is_valid(row) {
+            out.append_value(finder.find(body.value(row).as_bytes()).is_some());
+            continue;
+        }
+        if templates.is_null(row) {
+            out.append_null();
+            continue;
+        }
+        let template = templates.value(row).as_bytes();
+        if finder.find(template).is_some() {
+            out.append_value(true);
+            continue;
+        }
+        if memchr::memchr(TEXT, template).is_none() {
+            out.append_value(false);
+            continue;
+        }
+        // The template with its text fields put back and its number markers left, which
+        // the term does not hold.
+        line.clear();
+        let mut copied = 0;
+        for (k, at) in template
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| is_marker(**b))
+            .map(|(at, _)| at)
+            .enumerate()
+        {
+            if k == FIELDS {
+                return Err(corrupt(format!("a template of more than {FIELDS} fields")));
+            }
+            if template[at] != TEXT {
+                continue;
+            }
+            if texts[k].is_null(row) {
+                return Err(corrupt(format!("{} is null", text_column(k))));
+            }
+            line.extend_from_slice(&template[copied..at]);
+            line.extend_from_slice(texts[k].value(row).as_bytes());
+            copied = at + 1;
+        }
+        line.extend_from_slice(&template[copied..]);
+        out.append_value(finder.find(&line).is_some());
+    }
+    Ok(out.finish())
+}
+
+fn string<'a>(a: &'a dyn Array, name: &str) -> Result<&'a StringArray> {
+    a.as_string_opt::<i32>()
+        .ok_or_else(|| corrupt(format!("{name} is not a string column")))
 }
 
 /// A batch read from a file with split lines, with `body` rebuilt and the line columns

@@ -238,3 +238,113 @@ fn hostile_line_columns_are_errors() {
     wrong[2] = Arc::new(StringArray::from(vec!["1"]));
     assert!(check(wrong).is_err());
 }
+
+/// Whether each line of `lines` contains `term`, by [`contains`] over their split columns.
+fn contains_split(term: &str, lines: &[Option<&str>]) -> Vec<Option<bool>> {
+    let split = split_column(&StringArray::from(lines.to_vec()));
+    let texts: Vec<&dyn Array> = (0..FIELDS)
+        .map(|k| split.columns[1 + 2 * k].as_ref())
+        .collect();
+    contains(term, split.body.as_ref(), split.columns[0].as_ref(), &texts)
+        .unwrap()
+        .iter()
+        .collect()
+}
+
+#[test]
+fn a_term_is_found_as_in_the_whole_line() {
+    let app = "Request to cart.shop.svc timed out after 24ms (attempt 3/3)";
+    let lines = [
+        Some(NGINX),
+        Some(app),
+        None,
+        Some("no fields at all"),
+        Some("k=\"quoted 5 value\" tail"),
+        Some("[bracket 7 inside] after"),
+        Some("x1y x2y z"),
+        Some("split Moz 3illa"),
+    ];
+    let expect = |term: &str| -> Vec<Option<bool>> {
+        lines.iter().map(|l| l.map(|l| l.contains(term))).collect()
+    };
+    for term in [
+        "timed out",
+        "Mozilla",
+        "GET /api/items/",
+        "HTTP/",
+        " tail",
+        "value\" t",
+        "inside] af",
+        "y x",
+        "fields",
+        "Moz",
+        "",
+        "absent",
+        "é",
+    ] {
+        assert!(searchable_without_numbers(term), "{term}");
+        assert_eq!(contains_split(term, &lines), expect(term), "{term:?}");
+    }
+    // Terms a number field could render are not searched this way.
+    for term in ["200", "a.b", "-", "1", "\u{11}"] {
+        assert!(!searchable_without_numbers(term), "{term}");
+        let split = split_column(&StringArray::from(vec![Some(app)]));
+        let texts: Vec<&dyn Array> = (0..FIELDS)
+            .map(|k| split.columns[1 + 2 * k].as_ref())
+            .collect();
+        assert!(contains(term, split.body.as_ref(), split.columns[0].as_ref(), &texts).is_err());
+    }
+}
+
+#[test]
+fn generated_lines_answer_a_search_as_their_text() {
+    let alphabet: Vec<char> = " \"[]=.-0123456789abé\t".chars().collect();
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut draw = |len: u64, alphabet: &[char]| -> String {
+        let len = (next() % len) as usize;
+        (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect()
+    };
+    let lines: Vec<String> = (0..5_000).map(|_| draw(40, &alphabet)).collect();
+    let refs: Vec<Option<&str>> = lines.iter().map(|l| Some(l.as_str())).collect();
+    // Terms of the bytes a number never renders, so that they span templates and text.
+    let term_alphabet: Vec<char> = " \"[]=abé\t".chars().collect();
+    let mut found = 0;
+    for _ in 0..200 {
+        let term = draw(4, &term_alphabet);
+        let answers = contains_split(&term, &refs);
+        for (line, answer) in lines.iter().zip(answers) {
+            assert_eq!(answer, Some(line.contains(&term)), "{term:?} in {line:?}");
+            found += usize::from(answer == Some(true));
+        }
+    }
+    assert!(found > 0);
+}
+
+#[test]
+fn hostile_columns_are_errors_to_a_search() {
+    let body = StringArray::from(vec![None::<&str>]);
+    let null_texts: Vec<ArrayRef> = (0..FIELDS)
+        .map(|_| Arc::new(StringArray::from(vec![None::<&str>])) as ArrayRef)
+        .collect();
+    let texts: Vec<&dyn Array> = null_texts.iter().map(|c| c.as_ref()).collect();
+    let search = |template: &str, texts: &[&dyn Array]| {
+        contains("x", &body, &StringArray::from(vec![template]), texts)
+    };
+    // A text marker whose field is null; too many markers; too few columns; a template of
+    // another type.
+    assert!(search("a \u{10}", &texts).is_err());
+    assert!(search(&("\u{11}".repeat(FIELDS) + "\u{10}"), &texts).is_err());
+    assert!(search("a", &texts[1..]).is_err());
+    assert!(contains("x", &body, &Int64Array::from(vec![1]), &texts).is_err());
+    // A template with only number markers needs no field to answer.
+    assert!(search("a \u{11} x", &texts).unwrap().value(0));
+    assert!(!search("a \u{11}", &texts).unwrap().value(0));
+}
