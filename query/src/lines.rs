@@ -235,4 +235,28 @@ mod tests {
         }
         assert_eq!(search("%timed out%", false, true), None);
     }
+
+    #[test]
+    fn a_file_that_stores_lines_searches_them_and_rebuilds_the_rest() {
+        use datafusion::physical_expr_adapter::PhysicalExprAdapterFactory;
+
+        let table = strata_storage::schema::logs_schema();
+        let scan = crate::resources::scan_schema(&table);
+        let body = || Arc::new(Column::new_with_schema(BODY, &scan).unwrap());
+        let rewrite = |physical: &SchemaRef, pattern: &str| {
+            let adapter = crate::resources::FileLayoutAdapterFactory
+                .create(scan.clone(), physical.clone())
+                .unwrap();
+            let like = Arc::new(LikeExpr::new(false, false, body(), lit(pattern)));
+            adapter.rewrite(like).unwrap().to_string()
+        };
+        let split = strata_storage::lines::file_schema_of(&table);
+        assert_eq!(
+            rewrite(&split, "%timed out%"),
+            "body(lines) LIKE %timed out%"
+        );
+        assert_eq!(rewrite(&split, "%500%"), "body(lines) LIKE %500%");
+        // A file of the earlier layout has no line columns: `body` is read as it is.
+        assert_eq!(rewrite(&table, "%timed out%"), "body@4 LIKE %timed out%");
+    }
 }
