@@ -43,12 +43,10 @@ pub struct Lines {
 impl Lines {
     /// `body` over the columns of `schema` (the scan's, where the line columns are hidden).
     pub fn over(schema: &Schema) -> Result<Self> {
-        let mut children: Vec<Arc<dyn PhysicalExpr>> =
-            vec![Arc::new(Column::new_with_schema(BODY, schema)?)];
-        for field in line_fields() {
-            children.push(Arc::new(Column::new_with_schema(field.name(), schema)?));
-        }
-        Ok(Self { children })
+        let names = line_fields().iter().map(|f| f.name().as_str());
+        Ok(Self {
+            children: columns(std::iter::once(BODY).chain(names), schema)?,
+        })
     }
 }
 
@@ -64,14 +62,9 @@ impl PhysicalExpr for Lines {
     }
 
     fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
-        let arrays: Vec<ArrayRef> = self
-            .children
-            .iter()
-            .map(|c| c.evaluate(batch)?.into_array(batch.num_rows()))
-            .collect::<Result<_>>()?;
+        let arrays = evaluate_all(&self.children, batch)?;
         let columns: Vec<&dyn Array> = arrays[1..].iter().map(|a| a.as_ref()).collect();
-        let lines = rebuild(arrays[0].as_ref(), &columns)
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let lines = rebuild(arrays[0].as_ref(), &columns).map_err(external)?;
         Ok(ColumnarValue::Array(Arc::new(lines)))
     }
 
@@ -83,12 +76,7 @@ impl PhysicalExpr for Lines {
         self: Arc<Self>,
         children: Vec<Arc<dyn PhysicalExpr>>,
     ) -> Result<Arc<dyn PhysicalExpr>> {
-        if children.len() != 1 + line_fields().len() {
-            return Err(DataFusionError::Internal(format!(
-                "{BODY} of lines has {} children",
-                1 + line_fields().len()
-            )));
-        }
+        expect_children(&children, 1 + line_fields().len())?;
         Ok(Arc::new(Self { children }))
     }
 
@@ -131,15 +119,12 @@ impl LinesContaining {
         else {
             return Ok(None);
         };
-        let mut children: Vec<Arc<dyn PhysicalExpr>> =
-            vec![Arc::new(Column::new_with_schema(BODY, schema)?)];
-        children.push(Arc::new(Column::new_with_schema(TEMPLATE_COLUMN, schema)?));
-        for k in 0..FIELDS {
-            children.push(Arc::new(Column::new_with_schema(text_column(k), schema)?));
-        }
+        let names = [BODY, TEMPLATE_COLUMN]
+            .into_iter()
+            .chain((0..FIELDS).map(text_column));
         let search: Arc<dyn PhysicalExpr> = Arc::new(Self {
             term: term.to_string(),
-            children,
+            children: columns(names, schema)?,
         });
         Ok(Some(if like.negated() {
             Arc::new(NotExpr::new(search))
@@ -165,14 +150,10 @@ impl PhysicalExpr for LinesContaining {
     }
 
     fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
-        let arrays: Vec<ArrayRef> = self
-            .children
-            .iter()
-            .map(|c| c.evaluate(batch)?.into_array(batch.num_rows()))
-            .collect::<Result<_>>()?;
+        let arrays = evaluate_all(&self.children, batch)?;
         let texts: Vec<&dyn Array> = arrays[2..].iter().map(|a| a.as_ref()).collect();
         let found = contains(&self.term, arrays[0].as_ref(), arrays[1].as_ref(), &texts)
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            .map_err(external)?;
         Ok(ColumnarValue::Array(Arc::new(found)))
     }
 
@@ -184,12 +165,7 @@ impl PhysicalExpr for LinesContaining {
         self: Arc<Self>,
         children: Vec<Arc<dyn PhysicalExpr>>,
     ) -> Result<Arc<dyn PhysicalExpr>> {
-        if children.len() != 2 + FIELDS {
-            return Err(DataFusionError::Internal(format!(
-                "a search of {BODY} has {} children",
-                children.len()
-            )));
-        }
+        expect_children(&children, 2 + FIELDS)?;
         Ok(Arc::new(Self {
             term: self.term.clone(),
             children,
@@ -199,6 +175,38 @@ impl PhysicalExpr for LinesContaining {
     fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{BODY} LIKE '%{}%'", self.term.replace('\'', "''"))
     }
+}
+
+/// The columns `names` of `schema`, as expressions.
+fn columns<'a>(
+    names: impl Iterator<Item = &'a str>,
+    schema: &Schema,
+) -> Result<Vec<Arc<dyn PhysicalExpr>>> {
+    names
+        .map(|name| Ok(Arc::new(Column::new_with_schema(name, schema)?) as Arc<dyn PhysicalExpr>))
+        .collect()
+}
+
+/// Each of `children` evaluated over `batch`, as an array.
+fn evaluate_all(children: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+    children
+        .iter()
+        .map(|c| c.evaluate(batch)?.into_array(batch.num_rows()))
+        .collect()
+}
+
+fn expect_children(children: &[Arc<dyn PhysicalExpr>], expected: usize) -> Result<()> {
+    if children.len() != expected {
+        return Err(DataFusionError::Internal(format!(
+            "an expression of {BODY}'s lines has {} children, not {expected}",
+            children.len()
+        )));
+    }
+    Ok(())
+}
+
+fn external(e: strata_storage::Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
 }
 
 #[cfg(test)]
