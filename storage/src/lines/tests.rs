@@ -130,25 +130,39 @@ fn every_line_is_rebuilt_byte_for_byte() {
     assert!(split_one("marker \u{10} byte 1").is_none());
 }
 
+/// Strings drawn deterministically (xorshift) from an alphabet.
+struct Draw(u64);
+
+impl Draw {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A string of fewer than `len` characters of `alphabet`.
+    fn string(&mut self, len: u64, alphabet: &[char]) -> String {
+        let len = (self.next() % len) as usize;
+        (0..len)
+            .map(|_| alphabet[(self.next() % alphabet.len() as u64) as usize])
+            .collect()
+    }
+}
+
+/// The text columns of a split column.
+fn texts(split: &Split) -> Vec<&dyn Array> {
+    (0..FIELDS)
+        .map(|k| split.columns[1 + 2 * k].as_ref())
+        .collect()
+}
+
 #[test]
 fn generated_lines_round_trip() {
     // Lines drawn from the bytes that steer the splitter, deterministically.
     let alphabet: Vec<char> = " \"[]=.-0123456789aZé\t".chars().collect();
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let lines: Vec<String> = (0..5_000)
-        .map(|_| {
-            let len = (next() % 40) as usize;
-            (0..len)
-                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
-                .collect()
-        })
-        .collect();
+    let mut draw = Draw(0x9e37_79b9_7f4a_7c15);
+    let lines: Vec<String> = (0..5_000).map(|_| draw.string(40, &alphabet)).collect();
     let refs: Vec<Option<&str>> = lines.iter().map(|l| Some(l.as_str())).collect();
     assert_eq!(round_trip(&refs), owned(&refs));
 }
@@ -242,13 +256,15 @@ fn hostile_line_columns_are_errors() {
 /// Whether each line of `lines` contains `term`, by [`contains`] over their split columns.
 fn contains_split(term: &str, lines: &[Option<&str>]) -> Vec<Option<bool>> {
     let split = split_column(&StringArray::from(lines.to_vec()));
-    let texts: Vec<&dyn Array> = (0..FIELDS)
-        .map(|k| split.columns[1 + 2 * k].as_ref())
-        .collect();
-    contains(term, split.body.as_ref(), split.columns[0].as_ref(), &texts)
-        .unwrap()
-        .iter()
-        .collect()
+    contains(
+        term,
+        split.body.as_ref(),
+        split.columns[0].as_ref(),
+        &texts(&split),
+    )
+    .unwrap()
+    .iter()
+    .collect()
 }
 
 #[test]
@@ -289,9 +305,7 @@ fn a_term_is_found_as_in_the_whole_line() {
     for term in ["200", "a.b", "-", "1", "\u{11}"] {
         assert!(!searchable_without_numbers(term), "{term}");
         let split = split_column(&StringArray::from(vec![Some(app)]));
-        let texts: Vec<&dyn Array> = (0..FIELDS)
-            .map(|k| split.columns[1 + 2 * k].as_ref())
-            .collect();
+        let texts = texts(&split);
         assert!(contains(term, split.body.as_ref(), split.columns[0].as_ref(), &texts).is_err());
     }
 }
@@ -299,26 +313,14 @@ fn a_term_is_found_as_in_the_whole_line() {
 #[test]
 fn generated_lines_answer_a_search_as_their_text() {
     let alphabet: Vec<char> = " \"[]=.-0123456789abé\t".chars().collect();
-    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let mut draw = |len: u64, alphabet: &[char]| -> String {
-        let len = (next() % len) as usize;
-        (0..len)
-            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
-            .collect()
-    };
-    let lines: Vec<String> = (0..5_000).map(|_| draw(40, &alphabet)).collect();
+    let mut draw = Draw(0x2545_f491_4f6c_dd1d);
+    let lines: Vec<String> = (0..5_000).map(|_| draw.string(40, &alphabet)).collect();
     let refs: Vec<Option<&str>> = lines.iter().map(|l| Some(l.as_str())).collect();
     // Terms of the bytes a number never renders, so that they span templates and text.
     let term_alphabet: Vec<char> = " \"[]=abé\t".chars().collect();
     let mut found = 0;
     for _ in 0..200 {
-        let term = draw(4, &term_alphabet);
+        let term = draw.string(4, &term_alphabet);
         let answers = contains_split(&term, &refs);
         for (line, answer) in lines.iter().zip(answers) {
             assert_eq!(answer, Some(line.contains(&term)), "{term:?} in {line:?}");
