@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Array, Float64Builder, Int32Builder, ListBuilder, RecordBatch,
     StringBuilder, TimestampNanosecondArray, UInt32Array, UInt64Array, UInt64Builder,
+    new_null_array,
 };
 use arrow::datatypes::DataType;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -94,23 +95,12 @@ struct Builder {
     series: Vec<u64>,
     origin: OriginColumns,
     attributes: MapColumn,
-    temporality: StringBuilder,
-    is_monotonic: BooleanBuilder,
+    sums: Group<SumColumns>,
     flags: Vec<u32>,
     value: Float64Builder,
-    count: UInt64Builder,
-    sum: Float64Builder,
-    min: Float64Builder,
-    max: Float64Builder,
-    bucket_counts: ListBuilder<UInt64Builder>,
-    explicit_bounds: ListBuilder<Float64Builder>,
-    scale: Int32Builder,
-    zero_count: UInt64Builder,
-    zero_threshold: Float64Builder,
-    positive_offset: Int32Builder,
-    positive_counts: ListBuilder<UInt64Builder>,
-    negative_offset: Int32Builder,
-    negative_counts: ListBuilder<UInt64Builder>,
+    stats: Group<StatColumns>,
+    histograms: Group<HistogramColumns>,
+    exponential: Group<ExponentialColumns>,
     quantiles: ListOffsets,
     q_quantile: Vec<f64>,
     q_value: Vec<f64>,
@@ -121,6 +111,212 @@ struct Builder {
     ex_span_id: StringBuilder,
     ex_attributes: MapColumn,
     text: String,
+    /// The rows the request holds: what a group's columns are sized for.
+    capacity: usize,
+}
+
+/// Nullable columns that only some metric types fill (a sum's temporality, a histogram's
+/// count and buckets), built lazily: the rows before one with values are appended as nulls
+/// when it comes, and columns no row of the request fills are null arrays at the end. A
+/// gauge's row then costs nothing in the fifteen columns of the other types, where it was a
+/// null appended to each, and bytes of zeros to write, buffer and gather.
+struct Group<C> {
+    /// Rows appended to the columns so far (none while there are no columns).
+    filled: usize,
+    columns: Option<C>,
+}
+
+/// The builders of one [`Group`].
+trait Columns: Sized {
+    /// The columns' names in the metrics schema, in schema order.
+    const NAMES: &'static [&'static str];
+    fn with_capacity(rows: usize) -> Self;
+    fn append_nulls(&mut self, n: usize);
+    /// The columns, in the order of [`Self::NAMES`].
+    fn finish(self) -> Vec<ArrayRef>;
+}
+
+impl<C> Default for Group<C> {
+    fn default() -> Self {
+        Self {
+            filled: 0,
+            columns: None,
+        }
+    }
+}
+
+impl<C: Columns> Group<C> {
+    /// The columns, ready for the values of row `row`: made at the group's first value
+    /// (sized for `capacity` rows), with the rows since its last value appended as nulls.
+    /// Call it at most once per row, for rows in ascending order.
+    fn at(&mut self, row: usize, capacity: usize) -> &mut C {
+        let columns = self
+            .columns
+            .get_or_insert_with(|| C::with_capacity(capacity));
+        columns.append_nulls(row - self.filled);
+        self.filled = row + 1;
+        columns
+    }
+
+    /// The columns of `rows` rows, the rows after the last value null.
+    fn finish(self, rows: usize) -> Vec<ArrayRef> {
+        match self.columns {
+            Some(mut columns) => {
+                columns.append_nulls(rows - self.filled);
+                columns.finish()
+            }
+            None => {
+                let schema = schema::metrics_schema();
+                C::NAMES
+                    .iter()
+                    .map(|name| {
+                        let field = schema.field_with_name(name).expect("a metrics column");
+                        new_null_array(field.data_type(), rows)
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// A sum's `aggregation_temporality` and `is_monotonic` (a histogram's temporality too).
+struct SumColumns {
+    temporality: StringBuilder,
+    is_monotonic: BooleanBuilder,
+}
+
+impl Columns for SumColumns {
+    const NAMES: &'static [&'static str] = &["aggregation_temporality", "is_monotonic"];
+    fn with_capacity(rows: usize) -> Self {
+        Self {
+            temporality: strings(rows, 16),
+            is_monotonic: BooleanBuilder::with_capacity(rows),
+        }
+    }
+    fn append_nulls(&mut self, n: usize) {
+        self.temporality.append_nulls(n);
+        self.is_monotonic.append_nulls(n);
+    }
+    fn finish(mut self) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(self.temporality.finish()),
+            Arc::new(self.is_monotonic.finish()),
+        ]
+    }
+}
+
+/// `count`, `sum`, `min` and `max` of histograms and summaries.
+struct StatColumns {
+    count: UInt64Builder,
+    sum: Float64Builder,
+    min: Float64Builder,
+    max: Float64Builder,
+}
+
+impl Columns for StatColumns {
+    const NAMES: &'static [&'static str] = &["count", "sum", "min", "max"];
+    fn with_capacity(rows: usize) -> Self {
+        Self {
+            count: UInt64Builder::with_capacity(rows),
+            sum: Float64Builder::with_capacity(rows),
+            min: Float64Builder::with_capacity(rows),
+            max: Float64Builder::with_capacity(rows),
+        }
+    }
+    fn append_nulls(&mut self, n: usize) {
+        self.count.append_nulls(n);
+        self.sum.append_nulls(n);
+        self.min.append_nulls(n);
+        self.max.append_nulls(n);
+    }
+    fn finish(mut self) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(self.count.finish()),
+            Arc::new(self.sum.finish()),
+            Arc::new(self.min.finish()),
+            Arc::new(self.max.finish()),
+        ]
+    }
+}
+
+/// A histogram's buckets.
+struct HistogramColumns {
+    bucket_counts: ListBuilder<UInt64Builder>,
+    explicit_bounds: ListBuilder<Float64Builder>,
+}
+
+impl Columns for HistogramColumns {
+    const NAMES: &'static [&'static str] = &["bucket_counts", "explicit_bounds"];
+    fn with_capacity(rows: usize) -> Self {
+        Self {
+            bucket_counts: u64_list(rows, 0),
+            explicit_bounds: f64_list(rows, 0),
+        }
+    }
+    fn append_nulls(&mut self, n: usize) {
+        self.bucket_counts.append_nulls(n);
+        self.explicit_bounds.append_nulls(n);
+    }
+    fn finish(mut self) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(self.bucket_counts.finish()),
+            Arc::new(self.explicit_bounds.finish()),
+        ]
+    }
+}
+
+/// An exponential histogram's scale, zero bucket and buckets.
+struct ExponentialColumns {
+    scale: Int32Builder,
+    zero_count: UInt64Builder,
+    zero_threshold: Float64Builder,
+    positive_offset: Int32Builder,
+    positive_counts: ListBuilder<UInt64Builder>,
+    negative_offset: Int32Builder,
+    negative_counts: ListBuilder<UInt64Builder>,
+}
+
+impl Columns for ExponentialColumns {
+    const NAMES: &'static [&'static str] = &[
+        "scale",
+        "zero_count",
+        "zero_threshold",
+        "positive_offset",
+        "positive_bucket_counts",
+        "negative_offset",
+        "negative_bucket_counts",
+    ];
+    fn with_capacity(rows: usize) -> Self {
+        Self {
+            scale: Int32Builder::with_capacity(rows),
+            zero_count: UInt64Builder::with_capacity(rows),
+            zero_threshold: Float64Builder::with_capacity(rows),
+            positive_offset: Int32Builder::with_capacity(rows),
+            positive_counts: u64_list(rows, 0),
+            negative_offset: Int32Builder::with_capacity(rows),
+            negative_counts: u64_list(rows, 0),
+        }
+    }
+    fn append_nulls(&mut self, n: usize) {
+        self.scale.append_nulls(n);
+        self.zero_count.append_nulls(n);
+        self.zero_threshold.append_nulls(n);
+        self.positive_offset.append_nulls(n);
+        self.positive_counts.append_nulls(n);
+        self.negative_offset.append_nulls(n);
+        self.negative_counts.append_nulls(n);
+    }
+    fn finish(mut self) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(self.scale.finish()),
+            Arc::new(self.zero_count.finish()),
+            Arc::new(self.zero_threshold.finish()),
+            Arc::new(self.positive_offset.finish()),
+            Arc::new(self.positive_counts.finish()),
+            Arc::new(self.negative_offset.finish()),
+            Arc::new(self.negative_counts.finish()),
+        ]
+    }
 }
 
 fn u64_list(rows: usize, items: usize) -> ListBuilder<UInt64Builder> {
@@ -176,23 +372,12 @@ impl Builder {
             series: Vec::with_capacity(rows),
             origin: OriginColumns::default(),
             attributes: MapColumn::with_capacity(rows),
-            temporality: strings(rows, 16),
-            is_monotonic: BooleanBuilder::with_capacity(rows),
+            sums: Group::default(),
             flags: Vec::with_capacity(rows),
             value: Float64Builder::with_capacity(rows),
-            count: UInt64Builder::with_capacity(rows),
-            sum: Float64Builder::with_capacity(rows),
-            min: Float64Builder::with_capacity(rows),
-            max: Float64Builder::with_capacity(rows),
-            bucket_counts: u64_list(rows, 0),
-            explicit_bounds: f64_list(rows, 0),
-            scale: Int32Builder::with_capacity(rows),
-            zero_count: UInt64Builder::with_capacity(rows),
-            zero_threshold: Float64Builder::with_capacity(rows),
-            positive_offset: Int32Builder::with_capacity(rows),
-            positive_counts: u64_list(rows, 0),
-            negative_offset: Int32Builder::with_capacity(rows),
-            negative_counts: u64_list(rows, 0),
+            stats: Group::default(),
+            histograms: Group::default(),
+            exponential: Group::default(),
             quantiles: ListOffsets::with_capacity(rows),
             q_quantile: Vec::new(),
             q_value: Vec::new(),
@@ -203,6 +388,7 @@ impl Builder {
             ex_span_id: strings(0, 0),
             ex_attributes: MapColumn::with_capacity(0),
             text: String::new(),
+            capacity: rows,
         }
     }
 
@@ -218,6 +404,7 @@ impl Builder {
             ns => Some(timestamp(ns, "start_time_unix_nano")?),
         };
         self.origin.append(ctx.origin)?;
+        let row = self.time.len();
         self.time.push(time);
         self.start_time.push(start);
         self.metric_name.append_value(ctx.metric_name);
@@ -229,50 +416,53 @@ impl Builder {
         hash_attributes(&mut h, common.attributes, &mut self.text);
         self.series.push(h.0);
         self.attributes.append(common.attributes);
-        self.temporality.append_option(ctx.temporality);
-        self.is_monotonic.append_option(ctx.is_monotonic);
+        if ctx.temporality.is_some() || ctx.is_monotonic.is_some() {
+            let c = self.sums.at(row, self.capacity);
+            c.temporality.append_option(ctx.temporality);
+            c.is_monotonic.append_option(ctx.is_monotonic);
+        }
         self.flags.push(common.flags);
 
         self.value.append_option(point.value);
-        self.count.append_option(point.count);
-        self.sum.append_option(point.sum);
-        self.min.append_option(point.min);
-        self.max.append_option(point.max);
-        match point.bucket_counts {
-            Some(counts) => {
-                self.bucket_counts.values().append_slice(counts);
-                self.bucket_counts.append(true);
-            }
-            None => self.bucket_counts.append(false),
+        if point.count.is_some()
+            || point.sum.is_some()
+            || point.min.is_some()
+            || point.max.is_some()
+        {
+            let c = self.stats.at(row, self.capacity);
+            c.count.append_option(point.count);
+            c.sum.append_option(point.sum);
+            c.min.append_option(point.min);
+            c.max.append_option(point.max);
         }
-        match point.explicit_bounds {
-            Some(bounds) => {
-                self.explicit_bounds.values().append_slice(bounds);
-                self.explicit_bounds.append(true);
+        if point.bucket_counts.is_some() || point.explicit_bounds.is_some() {
+            let c = self.histograms.at(row, self.capacity);
+            match point.bucket_counts {
+                Some(counts) => {
+                    c.bucket_counts.values().append_slice(counts);
+                    c.bucket_counts.append(true);
+                }
+                None => c.bucket_counts.append(false),
             }
-            None => self.explicit_bounds.append(false),
+            match point.explicit_bounds {
+                Some(bounds) => {
+                    c.explicit_bounds.values().append_slice(bounds);
+                    c.explicit_bounds.append(true);
+                }
+                None => c.explicit_bounds.append(false),
+            }
         }
-        match point.exponential {
-            Some(e) => {
-                self.scale.append_value(e.scale);
-                self.zero_count.append_value(e.zero_count);
-                self.zero_threshold.append_value(e.zero_threshold);
-                self.positive_offset.append_value(e.positive.0);
-                self.positive_counts.values().append_slice(e.positive.1);
-                self.positive_counts.append(true);
-                self.negative_offset.append_value(e.negative.0);
-                self.negative_counts.values().append_slice(e.negative.1);
-                self.negative_counts.append(true);
-            }
-            None => {
-                self.scale.append_null();
-                self.zero_count.append_null();
-                self.zero_threshold.append_null();
-                self.positive_offset.append_null();
-                self.positive_counts.append(false);
-                self.negative_offset.append_null();
-                self.negative_counts.append(false);
-            }
+        if let Some(e) = point.exponential {
+            let c = self.exponential.at(row, self.capacity);
+            c.scale.append_value(e.scale);
+            c.zero_count.append_value(e.zero_count);
+            c.zero_threshold.append_value(e.zero_threshold);
+            c.positive_offset.append_value(e.positive.0);
+            c.positive_counts.values().append_slice(e.positive.1);
+            c.positive_counts.append(true);
+            c.negative_offset.append_value(e.negative.0);
+            c.negative_counts.values().append_slice(e.negative.1);
+            c.negative_counts.append(true);
         }
         match point.quantiles {
             Some(q) => {
@@ -316,6 +506,7 @@ impl Builder {
 
     fn finish(mut self) -> RecordBatch {
         let ts = timestamps;
+        let rows = self.time.len();
         let quantile_values = struct_array(
             schema::quantile_fields(),
             vec![
@@ -334,7 +525,7 @@ impl Builder {
             ],
         );
         let [service, resource_attributes, scope_name, scope_version] = self.origin.finish();
-        let columns: Vec<ArrayRef> = vec![
+        let mut columns: Vec<ArrayRef> = vec![
             ts(self.time),
             Arc::new(TimestampNanosecondArray::from(self.start_time).with_timezone(UTC)),
             Arc::new(self.metric_name.finish()),
@@ -347,23 +538,14 @@ impl Builder {
             scope_name,
             scope_version,
             Arc::new(self.attributes.finish()),
-            Arc::new(self.temporality.finish()),
-            Arc::new(self.is_monotonic.finish()),
-            Arc::new(UInt32Array::from(self.flags)),
-            Arc::new(self.value.finish()),
-            Arc::new(self.count.finish()),
-            Arc::new(self.sum.finish()),
-            Arc::new(self.min.finish()),
-            Arc::new(self.max.finish()),
-            Arc::new(self.bucket_counts.finish()),
-            Arc::new(self.explicit_bounds.finish()),
-            Arc::new(self.scale.finish()),
-            Arc::new(self.zero_count.finish()),
-            Arc::new(self.zero_threshold.finish()),
-            Arc::new(self.positive_offset.finish()),
-            Arc::new(self.positive_counts.finish()),
-            Arc::new(self.negative_offset.finish()),
-            Arc::new(self.negative_counts.finish()),
+        ];
+        columns.extend(self.sums.finish(rows));
+        columns.push(Arc::new(UInt32Array::from(self.flags)));
+        columns.push(Arc::new(self.value.finish()));
+        columns.extend(self.stats.finish(rows));
+        columns.extend(self.histograms.finish(rows));
+        columns.extend(self.exponential.finish(rows));
+        columns.extend([
             Arc::new(
                 self.quantiles
                     .finish(DataType::Struct(schema::quantile_fields()), quantile_values),
@@ -371,8 +553,8 @@ impl Builder {
             Arc::new(
                 self.exemplars
                     .finish(DataType::Struct(schema::exemplar_fields()), exemplar_values),
-            ),
-        ];
+            ) as ArrayRef,
+        ]);
         RecordBatch::try_new(schema::metrics_schema(), columns)
             .expect("columns are built to the metrics schema")
     }

@@ -947,6 +947,143 @@ fn every_metric_type_becomes_rows() {
     );
 }
 
+/// The columns a metric type has no value for are null on its rows, wherever rows of other
+/// types lie before or after them, and a request of one type holds only nulls in the others'
+/// columns (built without a value per row, `Group` in metrics.rs).
+#[test]
+fn the_columns_of_other_metric_types_are_null_on_a_row() {
+    use number_data_point::Value::AsDouble;
+    let gauge = |name: &str, points: usize| {
+        let points = (0..points)
+            .map(|i| number(100 + i as u64, AsDouble(i as f64), vec![]))
+            .collect();
+        metric(
+            name,
+            Data::Gauge(Gauge {
+                data_points: points,
+            }),
+        )
+    };
+    let histogram = metric(
+        "latency",
+        Data::Histogram(Histogram {
+            data_points: vec![HistogramDataPoint {
+                time_unix_nano: 100,
+                count: 2,
+                sum: Some(3.0),
+                bucket_counts: vec![1, 1],
+                explicit_bounds: vec![2.0],
+                min: Some(1.0),
+                max: Some(2.0),
+                ..Default::default()
+            }],
+            aggregation_temporality: 2,
+        }),
+    );
+    let sum = metric(
+        "requests",
+        Data::Sum(Sum {
+            data_points: vec![number(100, AsDouble(7.0), vec![])],
+            aggregation_temporality: 1,
+            is_monotonic: true,
+        }),
+    );
+    // The columns of each type: a row of that type has a value in them, every other row null.
+    let sum_columns = ["is_monotonic"];
+    let histogram_columns = [
+        "count",
+        "sum",
+        "min",
+        "max",
+        "bucket_counts",
+        "explicit_bounds",
+    ];
+    let exponential_columns = [
+        "scale",
+        "zero_count",
+        "zero_threshold",
+        "positive_offset",
+        "positive_bucket_counts",
+        "negative_offset",
+        "negative_bucket_counts",
+    ];
+    let check = |b: &RecordBatch, types: &[&str]| {
+        assert_eq!(b.num_rows(), types.len());
+        let expect = |column: &str, row_type: &str| match column {
+            "aggregation_temporality" => matches!(row_type, "sum" | "histogram"),
+            "value" => matches!(row_type, "gauge" | "sum"),
+            "quantiles" => false,
+            c if sum_columns.contains(&c) => row_type == "sum",
+            c if histogram_columns.contains(&c) => row_type == "histogram",
+            c if exponential_columns.contains(&c) => false,
+            c => unreachable!("{c}"),
+        };
+        let columns = ["aggregation_temporality", "value", "quantiles"]
+            .into_iter()
+            .chain(sum_columns)
+            .chain(histogram_columns)
+            .chain(exponential_columns);
+        for column in columns {
+            let array = b.column_by_name(column).unwrap();
+            assert_eq!(array.len(), types.len(), "{column}");
+            for (row, row_type) in types.iter().enumerate() {
+                assert_eq!(
+                    array.is_valid(row),
+                    expect(column, row_type),
+                    "{column} on row {row} ({row_type})"
+                );
+            }
+        }
+    };
+
+    // Other types' rows before, between and after; the fast path leaves histograms to prost.
+    let mixed = convert_metrics(
+        &metrics(vec![
+            gauge("cpu", 2),
+            histogram.clone(),
+            gauge("mem", 1),
+            sum.clone(),
+            gauge("disk", 2),
+        ]),
+        false,
+    );
+    check(
+        &mixed.batch.unwrap(),
+        &[
+            "gauge",
+            "gauge",
+            "histogram",
+            "gauge",
+            "sum",
+            "gauge",
+            "gauge",
+        ],
+    );
+    let value = |b: &RecordBatch, column: &str, row: usize| {
+        b.column_by_name(column)
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .value(row)
+    };
+    let histogram_first = convert_metrics(&metrics(vec![histogram, gauge("cpu", 3)]), false)
+        .batch
+        .unwrap();
+    check(&histogram_first, &["histogram", "gauge", "gauge", "gauge"]);
+    assert_eq!(value(&histogram_first, "sum", 0), 3.0);
+    assert_eq!(value(&histogram_first, "value", 3), 2.0);
+
+    // One type only, through the fast path too.
+    let gauges = convert_metrics(&metrics(vec![gauge("cpu", 3)]), true)
+        .batch
+        .unwrap();
+    check(&gauges, &["gauge"; 3]);
+    let sums = convert_metrics(&metrics(vec![sum, gauge("cpu", 1)]), true)
+        .batch
+        .unwrap();
+    check(&sums, &["sum", "gauge"]);
+    assert_eq!(value(&sums, "value", 0), 7.0);
+}
+
 #[test]
 fn series_ids_are_stable_and_ignore_attribute_order() {
     use number_data_point::Value::AsDouble;
