@@ -14,7 +14,10 @@
 //!   every batch kept for the next stages; `convert_warm`: the same, each batch dropped once
 //!   built (the node's steady state), best of three passes;
 //! - parquet: convert, then split by hour, sort and encode Parquet (`strata_storage::parquet_file`);
-//!   `parquet_only` without the conversion, `sort` the split and sort alone;
+//!   `parquet_only` without the conversion, `sort` the split and sort alone; the converted
+//!   batches are flushed in chunks of 64 MiB of Arrow memory as the write buffer seals them
+//!   (`flushes` of them; `arrow_bytes_per_item` is what a converted item holds, by column on
+//!   stderr with `PIPELINE_COLUMNS=1`);
 //! - wal_encode: the rows form of each converted request's WAL record
 //!   (`strata_storage::wal::encode_payload`). The receivers write it only for OTLP/JSON bodies
 //!   and metrics the series limit cut; a protobuf request's record keeps the request's bytes.
@@ -108,8 +111,10 @@ fn main() {
     // PIPELINE_DUMP=dir keeps the files, for looking at their column sizes.
     let dump = std::env::var_os("PIPELINE_DUMP").map(std::path::PathBuf::from);
     let mut files = 0;
+    let mut flushes = 0;
     let mut sort_s = 0.0;
     let mut flush = |chunk: &mut Vec<arrow::array::RecordBatch>| {
+        flushes += 1;
         let sorting = Instant::now();
         let parts = partition_and_sort(table, chunk).expect("sorts");
         sort_s += sorting.elapsed().as_secs_f64();
@@ -140,6 +145,18 @@ fn main() {
     }
     flush(&mut chunk);
     let parquet_s = t.elapsed().as_secs_f64();
+    let arrow_bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+    // PIPELINE_COLUMNS=1 prints what a converted item holds, column by column, on stderr.
+    if std::env::var_os("PIPELINE_COLUMNS").is_some() {
+        let schema = batches.first().map(|b| b.schema());
+        for (i, field) in schema.iter().flat_map(|s| s.fields().iter().enumerate()) {
+            let bytes: usize = batches
+                .iter()
+                .map(|b| b.column(i).get_array_memory_size())
+                .sum();
+            eprintln!("{:>8.1} {}", bytes as f64 / items, field.name());
+        }
+    }
 
     println!(
         "{}",
@@ -152,6 +169,8 @@ fn main() {
             "sort_items_per_s": items / sort_s,
             "parquet_items_per_s": items / (convert_s + parquet_s),
             "parquet_bytes_per_item": parquet_bytes as f64 / items,
+            "arrow_bytes_per_item": arrow_bytes as f64 / items,
+            "flushes": flushes,
             "wal_encode_items_per_s": items / wal_s,
             "wal_bytes_per_item": wal_bytes as f64 / items,
             "otlp_bytes_per_item": dataset.requests.iter().map(|r| r.len()).sum::<usize>() as f64 / items,
