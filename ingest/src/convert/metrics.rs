@@ -117,9 +117,9 @@ struct Builder {
 
 /// Nullable columns that only some metric types fill (a sum's temporality, a histogram's
 /// count and buckets), built lazily: the rows before one with values are appended as nulls
-/// when it comes, and columns no row of the request fills are null arrays at the end. A
-/// gauge's row then costs nothing in the fifteen columns of the other types, where it was a
-/// null appended to each, and bytes of zeros to write, buffer and gather.
+/// when it comes, and columns no row of the request fills are made at the end, all null, at
+/// once (`new_null_array`). A gauge's row then costs nothing in the fifteen columns of the
+/// other types, where it was a null appended to each.
 struct Group<C> {
     /// Rows appended to the columns so far (none while there are no columns).
     filled: usize,
