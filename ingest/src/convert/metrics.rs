@@ -153,6 +153,7 @@ impl<C: Columns> Group<C> {
         let columns = self
             .columns
             .get_or_insert_with(|| C::with_capacity(capacity));
+        debug_assert!(row >= self.filled, "rows come once each, in order");
         columns.append_nulls(row - self.filled);
         self.filled = row + 1;
         columns

@@ -216,7 +216,6 @@ impl<'a> AttrValue<'a> {
         }
     }
 
-    /// Appends the text form of the value to `out`; `false` when the value is empty.
     /// Bytes [`Self::write_text`] writes, or a guess for numbers and nested values: what to
     /// reserve before writing many values.
     fn text_len_hint(&self) -> usize {
@@ -230,6 +229,7 @@ impl<'a> AttrValue<'a> {
         }
     }
 
+    /// Appends the text form of the value to `out`; `false` when the value is empty.
     pub(crate) fn write_text(&self, out: &mut String) -> bool {
         match self {
             Self::Empty => return false,
