@@ -7,14 +7,14 @@
 
 use arrow::array::Array;
 use strata_ingest::OtlpSignal;
-use strata_storage::schema::schema_for;
+use strata_storage::schema::buffer_schema_for;
 
 /// A fixed "received at" time (2024-01-01T00:00:00Z): runs are reproducible.
 pub const RECEIVED_NS: i64 = 1_704_067_200_000_000_000;
 
 /// Converts a decoded request as the receivers do, then checks what came out: rows only
-/// when items were accepted, one row per accepted item, the storage schema, valid Arrow
-/// data, and a response that encodes.
+/// when items were accepted, one row per accepted item, the write buffer's schema, valid
+/// Arrow data (the resource maps put back on every row too), and a response that encodes.
 pub fn convert_and_check<S: OtlpSignal>(request: &S::Request) {
     let converted = S::convert(request, RECEIVED_NS);
     match &converted.batch {
@@ -24,10 +24,11 @@ pub fn convert_and_check<S: OtlpSignal>(request: &S::Request) {
             assert_eq!(batch.num_rows() as u64, converted.accepted);
             assert_eq!(
                 batch.schema(),
-                schema_for(S::SIGNAL),
-                "not the storage schema"
+                buffer_schema_for(S::SIGNAL),
+                "not the write buffer's schema"
             );
-            for column in batch.columns() {
+            let table = strata_storage::resources::to_table(batch).expect("resources taken");
+            for column in batch.columns().iter().chain(table.columns()) {
                 column
                     .to_data()
                     .validate_full()

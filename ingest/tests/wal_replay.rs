@@ -199,14 +199,21 @@ async fn grpc<S: OtlpSignal>(ingestor: &Arc<Ingestor>, tenant: &str, message: Ve
     assert_eq!(collected.trailers().unwrap()["grpc-status"], "0");
 }
 
-/// Every buffered batch of every table the test writes, in order.
+/// Every buffered batch of every table the test writes, in order, in the table's layout
+/// (the buffer keeps converted rows with each request's resources once, and rows replayed
+/// from the WAL's Arrow form with a map on every row).
 fn buffered(storage: &Storage) -> Vec<(String, Signal, Vec<RecordBatch>)> {
     let mut out = Vec::new();
     for tenant in ["a", "limited"] {
         for signal in [Signal::Spans, Signal::Logs, Signal::Metrics] {
             let snapshot =
                 storage.snapshot(&TenantId::new(tenant).unwrap(), signal, TimeRange::ALL);
-            out.push((tenant.to_string(), signal, snapshot.batches));
+            let batches = snapshot
+                .batches
+                .iter()
+                .map(|b| strata_storage::resources::to_table(b).unwrap())
+                .collect();
+            out.push((tenant.to_string(), signal, batches));
         }
     }
     out

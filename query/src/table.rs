@@ -4,10 +4,11 @@
 use std::fmt;
 use std::sync::Arc;
 
+use arrow::array::{RecordBatch, RecordBatchOptions};
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
-use datafusion::common::{Result, ScalarValue, project_schema};
+use datafusion::common::{DataFusionError, Result, ScalarValue, project_schema};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
@@ -24,6 +25,7 @@ use strata_storage::schema::{TIME_COLUMN, schema_for};
 
 use futures::StreamExt;
 use strata_storage::catalog::FileMeta;
+use strata_storage::resources::to_table;
 use strata_storage::{Signal, Storage, TenantId, TimeRange};
 
 use crate::resources::{FileLayoutAdapterFactory, scan_schema};
@@ -174,15 +176,29 @@ impl TableProvider for SignalTable {
         }
 
         if !snapshot.batches.is_empty() {
-            let chunk = snapshot.batches.len().div_ceil(partitions);
-            let memory_partitions: Vec<Vec<_>> =
-                snapshot.batches.chunks(chunk).map(<[_]>::to_vec).collect();
-            let source = MemorySourceConfig::try_new(
-                &memory_partitions,
-                self.schema.clone(),
-                projection.cloned(),
-            )?
-            .with_limit(limit);
+            // The buffer keeps each batch's resources once; the projected columns are taken
+            // in the table's layout, each row's resource map put back only when projected.
+            let schema = project_schema(&self.schema, projection)?;
+            let columns = projection
+                .cloned()
+                .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
+            let batches = snapshot
+                .batches
+                .iter()
+                .map(|batch| {
+                    let table = to_table(&batch.project(&columns)?)
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    Ok(RecordBatch::try_new_with_options(
+                        schema.clone(),
+                        table.columns().to_vec(),
+                        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+                    )?)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let chunk = batches.len().div_ceil(partitions);
+            let memory_partitions: Vec<Vec<_>> = batches.chunks(chunk).map(<[_]>::to_vec).collect();
+            let source =
+                MemorySourceConfig::try_new(&memory_partitions, schema, None)?.with_limit(limit);
             inputs.push(DataSourceExec::from_data_source(source));
         }
 

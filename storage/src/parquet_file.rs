@@ -164,9 +164,10 @@ pub struct PartitionBatch {
 ///
 /// The rows are copied once: the sort runs over the key columns only (concatenated), and
 /// each hour's rows are then gathered from the input batches in sorted order. Resource
-/// attribute maps are not copied: each row's map is numbered in arrival order (reading the
-/// batches front to back), the numbers are gathered, and each part keeps its distinct maps
-/// once ([`crate::resources`]).
+/// attribute maps are not copied: the batches' distinct maps (a write buffer's dictionaries,
+/// or each row's map) are numbered in arrival order (reading the batches front to back),
+/// each row's number is gathered, and each part keeps its distinct maps once
+/// ([`crate::resources`]).
 pub fn partition_and_sort(signal: Signal, batches: &[RecordBatch]) -> Result<Vec<PartitionBatch>> {
     let batches: Vec<&RecordBatch> = batches.iter().filter(|b| b.num_rows() > 0).collect();
     if batches.is_empty() {
@@ -206,7 +207,7 @@ pub fn partition_and_sort(signal: Signal, batches: &[RecordBatch]) -> Result<Vec
     let numbering = match batches[0].schema().index_of(RESOURCE_ATTRIBUTES) {
         Ok(index) => {
             let maps: Vec<&ArrayRef> = batches.iter().map(|b| b.column(index)).collect();
-            Some((index, Numbering::new(&maps)?))
+            Some((index, Numbering::of_buffer(&maps)?))
         }
         Err(_) => None,
     };

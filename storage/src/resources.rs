@@ -10,17 +10,22 @@
 //! its key-value metadata under [`RESOURCES_KEY`]: a JSON array with one array of
 //! `[key, value]` pairs (`value` may be `null`) per resource, in index order. Readers put
 //! the map back ([`materialise`], and the query layer's expression adapter), so the tables
-//! look the same; the write buffer keeps the map on every row. Files written before this
-//! layout keep the column and are read as they are.
+//! look the same. Files written before this layout keep the column and are read as they are.
+//!
+//! The write buffer holds rows much the same way ([`buffer_schema_of`]): `resource_attributes`
+//! is a dictionary, each row's index (`UInt32`) into the distinct maps of its batch, which
+//! conversion builds once per resource of a request. A flush numbers those few maps across
+//! its batches rather than every row's ([`Numbering::of_buffer`]); a query of the buffer puts
+//! the map back on each row it reads ([`to_table`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, MapArray, MapBuilder, RecordBatch, StringArray, StringBuilder,
-    UInt32Array,
+    Array, ArrayRef, AsArray, DictionaryArray, MapArray, MapBuilder, RecordBatch, StringArray,
+    StringBuilder, UInt32Array,
 };
-use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, UInt32Type};
 
 use crate::schema::{MAP_ENTRIES, MAP_KEY, MAP_VALUE};
 use crate::{Error, Result};
@@ -200,6 +205,50 @@ impl<'a> Numbering<'a> {
         Ok(numbering)
     }
 
+    /// Numbers the `resource_attributes` columns of write-buffer batches (dictionaries,
+    /// [`buffer_schema_of`]) or of table batches (a map per row), as [`Self::new`] numbers
+    /// maps: `ids` holds each row's number. A dictionary's distinct maps are numbered, not
+    /// its rows.
+    pub fn of_buffer(columns: &[&'a ArrayRef]) -> Result<Self> {
+        let mut maps = Vec::with_capacity(columns.len());
+        let mut keys = Vec::with_capacity(columns.len());
+        for &column in columns {
+            match column.as_dictionary_opt::<UInt32Type>() {
+                Some(dictionary) => {
+                    maps.push(dictionary.values());
+                    keys.push(Some(dictionary.keys()));
+                }
+                None => {
+                    maps.push(column);
+                    keys.push(None);
+                }
+            }
+        }
+        let mut numbering = Self::new(&maps)?;
+        for (ids, keys) in numbering.ids.iter_mut().zip(keys) {
+            if let Some(keys) = keys {
+                if keys.null_count() > 0 {
+                    return Err(Error::Io(std::io::Error::other(format!(
+                        "{RESOURCE_ATTRIBUTES} has a row without a resource"
+                    ))));
+                }
+                let numbers = ids.values();
+                let mut renumbered = Vec::with_capacity(keys.len());
+                for &key in keys.values() {
+                    let number = numbers.get(key as usize).ok_or_else(|| {
+                        Error::Io(std::io::Error::other(format!(
+                            "resource {key} of {} in the batch",
+                            numbers.len()
+                        )))
+                    })?;
+                    renumbered.push(*number);
+                }
+                *ids = UInt32Array::from(renumbered);
+            }
+        }
+        Ok(numbering)
+    }
+
     fn entries(&self, a: usize, r: usize) -> Entries<'a> {
         let offsets = self.maps[a].value_offsets();
         Entries {
@@ -263,7 +312,7 @@ pub fn to_file(batch: &RecordBatch) -> Result<(RecordBatch, Option<String>)> {
         return Ok((batch.clone(), None));
     };
     let column = batch.column(index);
-    let numbering = Numbering::new(&[column])?;
+    let numbering = Numbering::of_buffer(&[column])?;
     let (ids, json) = numbering.for_file(&numbering.ids[0]);
     let mut columns = batch.columns().to_vec();
     columns[index] = Arc::new(ids);
@@ -275,6 +324,82 @@ pub fn to_file(batch: &RecordBatch) -> Result<(RecordBatch, Option<String>)> {
         )?,
         Some(json),
     ))
+}
+
+/// The write buffer's type of `resource_attributes`: each row's index into its batch's
+/// distinct maps.
+pub fn buffer_type() -> DataType {
+    DataType::Dictionary(
+        Box::new(DataType::UInt32),
+        Box::new(crate::schema::attributes_type()),
+    )
+}
+
+/// `schema` (a table's) with `resource_attributes` as the write buffer holds it
+/// ([`buffer_type`]).
+pub fn buffer_schema_of(schema: &SchemaRef) -> SchemaRef {
+    replace_field(schema, RESOURCE_ATTRIBUTES, || {
+        Field::new(RESOURCE_ATTRIBUTES, buffer_type(), false)
+    })
+}
+
+/// Rows of a table (a map on every row) in the write buffer's layout: each distinct map once,
+/// and each row's index into them. Batches already in that layout, or without the column,
+/// pass unchanged.
+pub fn to_buffer(batch: &RecordBatch) -> Result<RecordBatch> {
+    let Ok(index) = batch.schema().index_of(RESOURCE_ATTRIBUTES) else {
+        return Ok(batch.clone());
+    };
+    let column = batch.column(index);
+    if matches!(column.data_type(), DataType::Dictionary(..)) {
+        return Ok(batch.clone());
+    }
+    let numbering = Numbering::new(&[column])?;
+    let first: UInt32Array = numbering.first.iter().map(|&(_, r)| r as u32).collect();
+    let values = arrow::compute::take(column, &first, None)?;
+    let dictionary = DictionaryArray::<UInt32Type>::try_new(numbering.ids[0].clone(), values)?;
+    replace_column(
+        batch,
+        buffer_schema_of(&batch.schema()),
+        index,
+        Arc::new(dictionary),
+    )
+}
+
+/// Rows of the write buffer with `resource_attributes` put back on every row: the table's
+/// layout. Batches of other layouts pass unchanged. Takes any projection of a table's columns.
+pub fn to_table(batch: &RecordBatch) -> Result<RecordBatch> {
+    let Ok(index) = batch.schema().index_of(RESOURCE_ATTRIBUTES) else {
+        return Ok(batch.clone());
+    };
+    let Some(dictionary) = batch.column(index).as_dictionary_opt::<UInt32Type>() else {
+        return Ok(batch.clone());
+    };
+    let resources = dictionary.values().as_map_opt().ok_or_else(|| {
+        Error::Io(std::io::Error::other(format!(
+            "{RESOURCE_ATTRIBUTES} is not a dictionary of maps"
+        )))
+    })?;
+    let maps = take(resources, dictionary.keys())?;
+    let schema = replace_field(&batch.schema(), RESOURCE_ATTRIBUTES, || {
+        Field::new(RESOURCE_ATTRIBUTES, crate::schema::attributes_type(), false)
+    });
+    replace_column(batch, schema, index, maps)
+}
+
+fn replace_column(
+    batch: &RecordBatch,
+    schema: SchemaRef,
+    index: usize,
+    column: ArrayRef,
+) -> Result<RecordBatch> {
+    let mut columns = batch.columns().to_vec();
+    columns[index] = column;
+    Ok(RecordBatch::try_new_with_options(
+        schema,
+        columns,
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )?)
 }
 
 /// `schema` with `resource_attributes` (a table's) replaced by `resource` (a file's).

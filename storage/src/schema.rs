@@ -231,6 +231,26 @@ pub fn schema_for(signal: Signal) -> SchemaRef {
     }
 }
 
+/// Schema of a signal's rows in the write buffer: the table's, with `resource_attributes` a
+/// dictionary of each batch's distinct maps ([`crate::resources::buffer_schema_of`]). What
+/// conversion builds and [`crate::Storage::snapshot`] returns.
+pub fn buffer_schema_for(signal: Signal) -> SchemaRef {
+    use crate::resources::buffer_schema_of;
+    static SCHEMAS: LazyLock<[SchemaRef; 3]> = LazyLock::new(|| {
+        [
+            buffer_schema_of(&spans_schema()),
+            buffer_schema_of(&logs_schema()),
+            buffer_schema_of(&metrics_schema()),
+        ]
+    });
+    SCHEMAS[match signal {
+        Signal::Spans => 0,
+        Signal::Logs => 1,
+        Signal::Metrics => 2,
+    }]
+    .clone()
+}
+
 /// Schema of a signal's Parquet files: the table's, with `resource_attributes` replaced by
 /// `resource` (`UInt32`, an index into the file's resources; see [`crate::resources`]), and
 /// for logs the columns of lines stored by field after the table's ([`crate::lines`]).

@@ -16,7 +16,7 @@ use crate::catalog::{Catalog, FileMeta, Watermark, now_ns};
 use crate::maintenance::{MaintenanceConfig, MaintenanceStats};
 use crate::memory::{self, MemoryLimit};
 use crate::parquet_file::{self, object_path, partition_and_sort};
-use crate::schema::schema_for;
+use crate::schema::{buffer_schema_for, schema_for};
 use crate::wal::{SourceRequest, Wal, WalConfig, WalRecord, WalStats};
 use crate::{Error, Result, Signal, TenantId};
 
@@ -90,7 +90,9 @@ pub struct Snapshot {
     pub files: Vec<Arc<FileMeta>>,
     /// Files of the table that the time range excluded.
     pub files_pruned: usize,
-    /// Buffered batches that may hold rows of the requested time range.
+    /// Buffered batches that may hold rows of the requested time range, in the table's
+    /// layout or the write buffer's (`resource_attributes` a dictionary of the batch's
+    /// resources; [`crate::resources::to_table`] puts the map back on each row).
     pub batches: Vec<RecordBatch>,
 }
 
@@ -565,7 +567,8 @@ impl Storage {
     }
 
     /// Makes a batch of rows durable (WAL, fsynced) and visible to every later
-    /// [`Storage::snapshot`]. Refused with [`Error::BufferFull`] while the write buffer is over
+    /// [`Storage::snapshot`]. The batch is in the table's schema or the write buffer's
+    /// ([`crate::schema::buffer_schema_for`]). Refused with [`Error::BufferFull`] while the write buffer is over
     /// its memory limit, and with [`Error::WalFull`] while the WAL is.
     ///
     /// The batch's bytes are reserved at admission, before the WAL append, and the
@@ -587,7 +590,7 @@ impl Storage {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        if batch.schema() != schema_for(signal) {
+        if batch.schema() != schema_for(signal) && batch.schema() != buffer_schema_for(signal) {
             return Err(Error::Schema {
                 signal,
                 reason: "batch schema differs from the table schema".into(),

@@ -270,6 +270,8 @@ fn signal_from_code(code: u8) -> Option<Signal> {
 /// buffer by buffer: a small request has dozens of tiny buffers, and per-buffer framing
 /// would cost more than the data.
 pub fn encode_payload(tenant: &TenantId, signal: Signal, batch: &RecordBatch) -> Result<Vec<u8>> {
+    // Kept in the table's layout, which replay decodes with its schema.
+    let batch = &crate::resources::to_table(batch)?;
     thread_local! {
         // Kept per thread between records: the IPC body buffer is then allocated at the
         // size of the previous record's instead of growing (and copying) from empty, and

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringBuilder, UInt32Array};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use strata_storage::schema;
+use strata_storage::{Signal, schema};
 
 use super::wire::{self, Fields, Unsupported, once, push_key_value};
 use super::{
@@ -164,7 +164,7 @@ impl LogsBuilder {
             Arc::new(b.attributes.finish()),
             Arc::new(UInt32Array::from(b.dropped_attributes)),
         ];
-        RecordBatch::try_new(schema::logs_schema(), columns)
+        RecordBatch::try_new(schema::buffer_schema_for(Signal::Logs), columns)
             .expect("columns are built to the logs schema")
     }
 }

@@ -15,6 +15,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::metrics::v1::{
     Exemplar, exemplar, exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
 };
+use strata_storage::Signal;
 use strata_storage::schema::{self, UTC, list_item};
 
 use super::wire::{self, Fields, Unsupported, push_key_value};
@@ -556,7 +557,7 @@ impl Builder {
                     .finish(DataType::Struct(schema::exemplar_fields()), exemplar_values),
             ) as ArrayRef,
         ]);
-        RecordBatch::try_new(schema::metrics_schema(), columns)
+        RecordBatch::try_new(schema::buffer_schema_for(Signal::Metrics), columns)
             .expect("columns are built to the metrics schema")
     }
 }

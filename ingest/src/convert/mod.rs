@@ -31,11 +31,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{
-    ArrayRef, BooleanBufferBuilder, ListArray, MapArray, NullBufferBuilder, StringArray,
-    StringBuilder, StructArray,
+    ArrayRef, BooleanBufferBuilder, DictionaryArray, ListArray, MapArray, NullBufferBuilder,
+    StringArray, StringBuilder, StructArray, UInt32Array,
 };
 use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer};
-use arrow::datatypes::Fields;
+use arrow::datatypes::{Fields, UInt32Type};
 use base64::Engine as _;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
@@ -362,15 +362,16 @@ impl<'a> Origin<'a> {
         }
     }
 
-    /// Bytes of text and map entries one row of this origin holds.
-    fn size(&self) -> usize {
+    /// Bytes of text one row of this origin repeats: its service and scope.
+    fn row_size(&self) -> usize {
+        self.service.len() + self.scope_name.len() + self.scope_version.len()
+    }
+
+    /// Bytes of text and map entries of its resource, which a batch holds once per run of
+    /// rows of this origin.
+    fn resource_size(&self) -> usize {
         let e = &*self.resource.0;
-        self.service.len()
-            + self.scope_name.len()
-            + self.scope_version.len()
-            + e.keys.bytes.len()
-            + e.values.bytes.len()
-            + e.keys.len()
+        e.keys.bytes.len() + e.values.bytes.len() + e.keys.len()
     }
 
     /// The origin of a decoded scope's rows.
@@ -393,12 +394,13 @@ impl<'a> Origin<'a> {
 ///
 /// Every row of a scope has the same four values, so rows are counted in runs, one per
 /// origin, and the columns are built once at [`Self::finish`], sized exactly: a row costs
-/// a comparison while converting, and copies of its resource's pre-encoded map entries at
-/// the end, instead of a dozen appends to builders that grow as they go.
+/// a comparison while converting. `resource_attributes` is built as the write buffer keeps
+/// it (`strata_storage::resources::buffer_schema_of`): each resource's pre-encoded map
+/// entries once, and each row's index into them.
 pub(crate) struct OriginColumns {
     runs: Vec<OriginRun>,
-    /// Bytes and map entries the rows so far repeat, and how many they may
-    /// ([`MAX_ORIGIN_SIZE`]).
+    /// Bytes of text and map entries the rows so far hold of their origins, and how many
+    /// they may ([`MAX_ORIGIN_SIZE`]).
     size: usize,
     limit: usize,
 }
@@ -413,9 +415,10 @@ impl Default for OriginColumns {
     }
 }
 
-/// What the rows of one batch may repeat of their origins, in bytes of text plus map entries:
-/// the columns' offsets are 32-bit. A request of many rows under one large resource would
-/// otherwise repeat it past what a column can hold; the rows past this are rejected.
+/// What the rows of one batch may hold of their origins, in bytes of text plus map entries:
+/// the columns' offsets are 32-bit. A request of many rows under one large scope would
+/// otherwise repeat it past what a column can hold; the rows past this are rejected. A
+/// resource counts once per run of rows (a scope of it), service and scope once per row.
 const MAX_ORIGIN_SIZE: usize = i32::MAX as usize;
 
 /// Consecutive rows of one origin.
@@ -432,16 +435,21 @@ impl OriginColumns {
     /// Appends a row of `origin`, or nothing and the reason when the batch cannot hold
     /// another copy of it ([`MAX_ORIGIN_SIZE`]). Call it before the row's other columns.
     pub(crate) fn append(&mut self, origin: &Origin<'_>) -> Result<(), String> {
-        let size = self.size + origin.size();
+        let same_run = matches!(self.runs.last(), Some(run) if run.id == origin.id);
+        let mut size = self.size + origin.row_size();
+        if !same_run {
+            size += origin.resource_size();
+        }
         if size > self.limit {
             return Err(format!(
-                "its resource and scope, repeated on every row of the request, exceed {} bytes",
+                "its resource, service and scope, with those of the request's rows before it, \
+                 exceed {} bytes",
                 self.limit
             ));
         }
         self.size = size;
         match self.runs.last_mut() {
-            Some(run) if run.id == origin.id => run.rows += 1,
+            Some(run) if same_run => run.rows += 1,
             _ => self.runs.push(OriginRun {
                 id: origin.id,
                 service: origin.service.to_owned(),
@@ -477,11 +485,29 @@ impl OriginColumns {
             }
             Arc::new(b.finish()) as ArrayRef
         };
+        // A resource's scopes are consecutive runs sharing its rendered entries: each such
+        // stretch is one entry of the dictionary. (A resource sent twice in a request is
+        // two; the flush stores each distinct map once per file.)
+        let mut distinct: Vec<&Rendered> = Vec::new();
+        let mut keys: Vec<u32> = Vec::with_capacity(rows);
+        for run in &self.runs {
+            if !distinct
+                .last()
+                .is_some_and(|last| Arc::ptr_eq(&last.0, &run.resource.0))
+            {
+                distinct.push(&run.resource);
+            }
+            // Fewer resources than rows, and a batch's rows fit in 32 bits.
+            let key = (distinct.len() - 1) as u32;
+            keys.extend(std::iter::repeat_n(key, run.rows));
+        }
+        let resources = Rendered::column(&distinct);
+        let resource_attributes =
+            DictionaryArray::<UInt32Type>::try_new(UInt32Array::from(keys), Arc::new(resources))
+                .expect("each key indexes a resource");
         [
             column(|r| &r.service),
-            Arc::new(Rendered::repeat(
-                self.runs.iter().map(|r| (&r.resource, r.rows)),
-            )),
+            Arc::new(resource_attributes),
             column(|r| &r.scope_name),
             column(|r| &r.scope_version),
         ]
@@ -498,8 +524,8 @@ pub(crate) struct MapColumn {
 }
 
 /// Attributes rendered once in their text form (repeated keys dropped) and laid out as the
-/// entries of one map row, to repeat on many rows: a resource's attributes go on every row
-/// of that resource. Cloning shares them.
+/// entries of one map row: a resource's attributes, which every row of that resource refers
+/// to. Cloning shares them.
 #[derive(Clone)]
 pub(crate) struct Rendered(Arc<RenderedEntries>);
 
@@ -525,32 +551,29 @@ impl Rendered {
         Self(Arc::new(e))
     }
 
-    /// A map column of `rows` rows of each entry set, in order.
-    fn repeat<'r>(runs: impl Iterator<Item = (&'r Rendered, usize)> + Clone) -> MapArray {
-        let (mut entries, mut key_bytes, mut value_bytes, mut rows) = (0, 0, 0, 0);
+    /// A map column of one row per entry set, in order.
+    fn column(rendered: &[&Rendered]) -> MapArray {
+        let (mut entries, mut key_bytes, mut value_bytes) = (0, 0, 0);
         let mut any_empty = false;
-        for (r, n) in runs.clone() {
-            entries += n * r.0.keys.len();
-            key_bytes += n * r.0.keys.bytes.len();
-            value_bytes += n * r.0.values.bytes.len();
-            rows += n;
+        for r in rendered {
+            entries += r.0.keys.len();
+            key_bytes += r.0.keys.bytes.len();
+            value_bytes += r.0.values.bytes.len();
             any_empty |= r.0.valid.contains(&false);
         }
-        let mut map_offsets = Vec::with_capacity(rows + 1);
+        let mut map_offsets = Vec::with_capacity(rendered.len() + 1);
         map_offsets.push(0i32);
         let mut keys = StringColumn::with_capacity(entries, key_bytes);
         let mut values = StringColumn::with_capacity(entries, value_bytes);
         let mut valid = BooleanBufferBuilder::new(if any_empty { entries } else { 0 });
-        for (r, n) in runs {
+        for r in rendered {
             let e = &*r.0;
-            for _ in 0..n {
-                keys.push_column(&e.keys);
-                values.push_column(&e.values);
-                if any_empty {
-                    e.valid.iter().for_each(|&v| valid.append(v));
-                }
-                map_offsets.push(keys.len() as i32);
+            keys.push_column(&e.keys);
+            values.push_column(&e.values);
+            if any_empty {
+                e.valid.iter().for_each(|&v| valid.append(v));
             }
+            map_offsets.push(keys.len() as i32);
         }
         let nulls = any_empty.then(|| NullBuffer::new(valid.finish()));
         map_array(

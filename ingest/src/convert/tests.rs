@@ -96,7 +96,13 @@ fn all_types() -> Vec<KeyValue> {
 }
 
 /// A map cell as (key, value) pairs.
+/// A row of a map column, or of a dictionary of maps (`resource_attributes` as conversion
+/// builds it).
 fn map_row(array: &dyn Array, row: usize) -> Vec<(String, Option<String>)> {
+    if let Some(dictionary) = array.as_dictionary_opt::<arrow::datatypes::UInt32Type>() {
+        let key = dictionary.keys().value(row) as usize;
+        return map_row(dictionary.values().as_ref(), key);
+    }
     let map = array.as_any().downcast_ref::<MapArray>().unwrap();
     let entries = map.value(row);
     let keys = entries.column(0).as_string::<i32>();
@@ -241,7 +247,10 @@ fn spans_map_every_field() {
     assert_eq!(converted.accepted, 2);
     assert_eq!(converted.rejected.count, 0);
     let b = converted.batch.unwrap();
-    assert_eq!(b.schema(), schema::spans_schema());
+    assert_eq!(
+        b.schema(),
+        schema::buffer_schema_for(strata_storage::Signal::Spans)
+    );
     let times = col::<TimestampNanosecondArray>(&b, "time");
     assert_eq!(times.value(0), 1_700_000_000_000_000_001);
     assert_eq!(
@@ -458,6 +467,10 @@ fn every_row_has_the_origin_of_its_scope() {
     ];
     let maps = b.column_by_name("resource_attributes").unwrap();
     let rows: Vec<_> = (0..b.num_rows()).map(|r| map_row(maps, r)).collect();
+    // Each resource's map once, whatever its scopes: the write buffer's layout.
+    let dictionary = maps.as_dictionary::<arrow::datatypes::UInt32Type>();
+    assert_eq!(dictionary.values().len(), 3);
+    assert_eq!(dictionary.keys().values(), &[0, 0, 0, 0, 1, 2, 2]);
     assert_eq!(
         rows,
         vec![
@@ -472,8 +485,9 @@ fn every_row_has_the_origin_of_its_scope() {
     );
 }
 
-/// A batch holds its rows' resource and scope repeated up to a limit (32-bit offsets);
-/// past it a row is refused whole, and the rows before it are built as usual.
+/// A batch holds its rows' service and scope, and each run's resource, up to a limit
+/// (32-bit offsets); past it a row is refused whole, and the rows before it are built as
+/// usual.
 #[test]
 fn rows_past_the_origin_limit_are_refused() {
     let no_value = KeyValue {
@@ -483,11 +497,12 @@ fn rows_past_the_origin_limit_are_refused() {
     };
     let resource = Rendered::new(&[kv("k", s("v")), no_value]);
     let other = Rendered::new(&[kv("k", s("w"))]);
-    // 3 + 3 + 3 bytes of service and scope, "k" "empty" "v": 7 bytes of map text, 2 entries.
+    // Per row 3 + 3 + 3 bytes of service and scope; once per run "k" "empty" "v": 7 bytes of
+    // map text and 2 entries. Three rows hold 9 + 27 = 36.
     let origin = Origin::new("svc", &resource, "lib", "1.0");
     let small = Origin::new("s", &other, "", "");
     let mut columns = OriginColumns {
-        limit: 3 * 18 + 4,
+        limit: 40,
         ..OriginColumns::default()
     };
     for _ in 0..3 {
@@ -496,9 +511,11 @@ fn rows_past_the_origin_limit_are_refused() {
     let refused = columns.append(&origin).unwrap_err();
     assert_eq!(
         refused,
-        "its resource and scope, repeated on every row of the request, exceed 58 bytes"
+        "its resource, service and scope, with those of the request's rows before it, \
+         exceed 40 bytes"
     );
-    // A smaller origin still fits in what is left; nothing after that does.
+    // A smaller origin still fits in what is left (1 byte of service, "k" "w" and 1 entry);
+    // another row of it (1 more byte) does not.
     columns.append(&small).unwrap();
     assert!(columns.append(&small).is_err());
 
@@ -526,6 +543,10 @@ fn rows_past_the_origin_limit_are_refused() {
         ]
     );
     resource_attributes.to_data().validate_full().unwrap();
+    // Each run's resource once.
+    let dictionary = resource_attributes.as_dictionary::<arrow::datatypes::UInt32Type>();
+    assert_eq!(dictionary.values().len(), 2);
+    assert_eq!(dictionary.keys().values(), &[0, 0, 0, 1]);
 }
 
 #[test]
@@ -625,7 +646,10 @@ fn logs_map_every_field_and_body_type() {
     let converted = convert_logs(&logs(vec![base, kvlist_body, no_times, int_body]), 99);
     assert_eq!(converted.accepted, 4);
     let b = converted.batch.unwrap();
-    assert_eq!(b.schema(), schema::logs_schema());
+    assert_eq!(
+        b.schema(),
+        schema::buffer_schema_for(strata_storage::Signal::Logs)
+    );
     assert_eq!(
         col::<TimestampNanosecondArray>(&b, "time")
             .values()
@@ -829,7 +853,10 @@ fn every_metric_type_becomes_rows() {
     assert_eq!(converted.accepted, 5);
     assert_eq!(converted.rejected.count, 0);
     let b = converted.batch.unwrap();
-    assert_eq!(b.schema(), schema::metrics_schema());
+    assert_eq!(
+        b.schema(),
+        schema::buffer_schema_for(strata_storage::Signal::Metrics)
+    );
     let some = |v: &str| Some(v.to_string());
     assert_eq!(
         strs(&b, "metric_type"),

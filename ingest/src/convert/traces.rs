@@ -7,7 +7,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use strata_storage::schema;
+use strata_storage::{Signal, schema};
 
 use super::wire::{self, Fields, Unsupported, once, push_key_value};
 use super::{
@@ -288,7 +288,7 @@ impl SpansBuilder {
             )),
             u32s(b.dropped_links),
         ];
-        RecordBatch::try_new(schema::spans_schema(), columns)
+        RecordBatch::try_new(schema::buffer_schema_for(Signal::Spans), columns)
             .expect("columns are built to the spans schema")
     }
 }

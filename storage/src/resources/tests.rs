@@ -196,6 +196,63 @@ fn rows_round_trip_through_the_file_layout() {
 }
 
 #[test]
+fn rows_round_trip_through_the_buffer_layout() {
+    let batch = logs(&[
+        ("api", 3, "x", host("a")),
+        ("api", 1, "y", host("a")),
+        ("api", 2, "z", vec![("k", None), ("k", Some(""))]),
+        ("api", 4, "w", vec![]),
+        ("api", 5, "v", host("a")),
+    ]);
+    let buffer = to_buffer(&batch).unwrap();
+    assert_eq!(buffer.schema(), buffer_schema_of(&logs_schema()));
+    let dictionary = buffer
+        .column_by_name(RESOURCE_ATTRIBUTES)
+        .unwrap()
+        .as_dictionary::<arrow::datatypes::UInt32Type>();
+    // Each distinct map once, in order of first appearance.
+    assert_eq!(dictionary.keys().values().to_vec(), vec![0, 0, 1, 2, 0]);
+    assert_eq!(
+        entries(dictionary.values().as_map()),
+        vec![
+            vec![
+                ("service.name".to_string(), Some("api".to_string())),
+                ("host.name".to_string(), Some("a".to_string()))
+            ],
+            vec![
+                ("k".to_string(), None),
+                ("k".to_string(), Some(String::new()))
+            ],
+            vec![],
+        ]
+    );
+    // Already in the layout: unchanged.
+    assert_eq!(to_buffer(&buffer).unwrap(), buffer);
+    let back = to_table(&buffer).unwrap();
+    assert_eq!(back, batch);
+    back.column_by_name(RESOURCE_ATTRIBUTES)
+        .unwrap()
+        .to_data()
+        .validate_full()
+        .unwrap();
+    assert_eq!(to_table(&batch).unwrap(), batch);
+    // A projection with the column, and one without it.
+    let r = logs_schema().index_of(RESOURCE_ATTRIBUTES).unwrap();
+    assert_eq!(
+        to_table(&buffer.project(&[r, 0]).unwrap()).unwrap(),
+        batch.project(&[r, 0]).unwrap()
+    );
+    assert_eq!(
+        to_table(&buffer.project(&[0]).unwrap()).unwrap(),
+        batch.project(&[0]).unwrap()
+    );
+
+    // Through Parquet, as a flush writes it.
+    let bytes = encode(Signal::Logs, &buffer).unwrap();
+    assert_eq!(read_parquet(bytes).unwrap(), vec![batch]);
+}
+
+#[test]
 fn a_flush_keeps_each_hours_resources_once() {
     const HOUR: i64 = crate::parquet_file::HOUR_NS;
     let first = logs(&[
@@ -204,37 +261,46 @@ fn a_flush_keeps_each_hours_resources_once() {
         ("a", HOUR + 1, "3", host("h2")),
     ]);
     let second = logs(&[("a", 4, "4", host("h3")), ("b", HOUR + 3, "5", host("h1"))]);
-    let parts = partition_and_sort(Signal::Logs, &[first, second]).unwrap();
-    let got: Vec<Vec<(String, String)>> = parts
-        .iter()
-        .map(|part| {
-            let resources = parse(part.resources.as_deref().unwrap()).unwrap();
-            let batch = crate::lines::materialise(&part.batch).unwrap();
-            let table = materialise(&logs_schema(), &batch, Some(&resources)).unwrap();
-            let hosts = entries(table.column_by_name(RESOURCE_ATTRIBUTES).unwrap().as_map());
-            let bodies = table.column_by_name("body").unwrap().as_string::<i32>();
-            (0..table.num_rows())
-                .map(|r| (bodies.value(r).to_string(), hosts[r][1].1.clone().unwrap()))
+    // Batches in the table's layout, in the write buffer's, and one of each.
+    let buffer = |b: &RecordBatch| to_buffer(b).unwrap();
+    for batches in [
+        vec![first.clone(), second.clone()],
+        vec![buffer(&first), buffer(&second)],
+        vec![first.clone(), buffer(&second)],
+        vec![buffer(&first), second.clone()],
+    ] {
+        let parts = partition_and_sort(Signal::Logs, &batches).unwrap();
+        let got: Vec<Vec<(String, String)>> = parts
+            .iter()
+            .map(|part| {
+                let resources = parse(part.resources.as_deref().unwrap()).unwrap();
+                let batch = crate::lines::materialise(&part.batch).unwrap();
+                let table = materialise(&logs_schema(), &batch, Some(&resources)).unwrap();
+                let hosts = entries(table.column_by_name(RESOURCE_ATTRIBUTES).unwrap().as_map());
+                let bodies = table.column_by_name("body").unwrap().as_string::<i32>();
+                (0..table.num_rows())
+                    .map(|r| (bodies.value(r).to_string(), hosts[r][1].1.clone().unwrap()))
+                    .collect()
+            })
+            .collect();
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect()
-        })
-        .collect();
-    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
-        v.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    };
-    assert_eq!(
-        got,
-        vec![
-            pairs(&[("4", "h3"), ("2", "h2")]),
-            pairs(&[("3", "h2"), ("1", "h1"), ("5", "h1")]),
-        ]
-    );
-    // Each part's resources are its own, each once.
-    assert_eq!(
-        parse(parts[1].resources.as_deref().unwrap()).unwrap().len(),
-        2
-    );
+        };
+        assert_eq!(
+            got,
+            vec![
+                pairs(&[("4", "h3"), ("2", "h2")]),
+                pairs(&[("3", "h2"), ("1", "h1"), ("5", "h1")]),
+            ]
+        );
+        // Each part's resources are its own, each once, across the batches.
+        assert_eq!(
+            parse(parts[1].resources.as_deref().unwrap()).unwrap().len(),
+            2
+        );
+    }
 }
 
 #[test]
