@@ -53,7 +53,7 @@ pub fn gather(
 
 /// The arrays as `Map<Utf8, Utf8>` without map-level nulls, which [`gather_string_maps`]
 /// copies; `None` for anything else.
-fn string_maps<'a>(arrays: &[&'a dyn Array]) -> Option<Vec<&'a MapArray>> {
+pub(crate) fn string_maps<'a>(arrays: &[&'a dyn Array]) -> Option<Vec<&'a MapArray>> {
     arrays
         .iter()
         .map(|a| {
@@ -84,7 +84,7 @@ fn copy_run(
     );
 }
 
-fn gather_string_maps(
+pub(crate) fn gather_string_maps(
     maps: &[&MapArray],
     indices: &[(usize, usize)],
 ) -> Result<ArrayRef, ArrowError> {

@@ -380,7 +380,28 @@ pub fn to_table(batch: &RecordBatch) -> Result<RecordBatch> {
             "{RESOURCE_ATTRIBUTES} is not a dictionary of maps"
         )))
     })?;
-    let maps = take(resources, dictionary.keys())?;
+    let keys = dictionary.keys();
+    // Each row's entries copied as two runs of bytes (`gather`), where Arrow's `take` of a
+    // map extends its keys and values entry by entry: 4-6 times slower on a buffer of TSBS
+    // points.
+    let maps = match crate::gather::string_maps(&[resources as &dyn Array]) {
+        Some(maps) if keys.null_count() == 0 => {
+            if let Some(bad) = keys
+                .values()
+                .iter()
+                .find(|&&k| k as usize >= resources.len())
+            {
+                return Err(Error::Io(std::io::Error::other(format!(
+                    "resource {bad} of {} in the batch",
+                    resources.len()
+                ))));
+            }
+            let rows: Vec<(usize, usize)> =
+                keys.values().iter().map(|&k| (0, k as usize)).collect();
+            crate::gather::gather_string_maps(&maps, &rows)?
+        }
+        _ => take(resources, keys)?,
+    };
     let schema = replace_field(&batch.schema(), RESOURCE_ATTRIBUTES, || {
         Field::new(RESOURCE_ATTRIBUTES, crate::schema::attributes_type(), false)
     });
