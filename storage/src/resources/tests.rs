@@ -95,6 +95,16 @@ fn logs(rows: &[(&str, i64, &str, Res)]) -> RecordBatch {
     RecordBatch::try_new(schema, columns).unwrap()
 }
 
+/// `back` holds the rows of `batch`, its resource maps valid Arrow data.
+fn assert_rows_back(back: &RecordBatch, batch: &RecordBatch) {
+    assert_eq!(back, batch);
+    back.column_by_name(RESOURCE_ATTRIBUTES)
+        .unwrap()
+        .to_data()
+        .validate_full()
+        .unwrap();
+}
+
 fn host(name: &'static str) -> Res {
     vec![("service.name", Some("api")), ("host.name", Some(name))]
 }
@@ -166,12 +176,7 @@ fn rows_round_trip_through_the_file_layout() {
     let json = json.unwrap();
     let resources = parse(&json).unwrap();
     let back = materialise(&logs_schema(), &file, Some(&resources)).unwrap();
-    assert_eq!(back, batch);
-    back.column_by_name(RESOURCE_ATTRIBUTES)
-        .unwrap()
-        .to_data()
-        .validate_full()
-        .unwrap();
+    assert_rows_back(&back, &batch);
 
     // Through Parquet: the metadata carries the resources and an id for them.
     let bytes = encode(Signal::Logs, &batch).unwrap();
@@ -229,12 +234,7 @@ fn rows_round_trip_through_the_buffer_layout() {
     // Already in the layout: unchanged.
     assert_eq!(to_buffer(&buffer).unwrap(), buffer);
     let back = to_table(&buffer).unwrap();
-    assert_eq!(back, batch);
-    back.column_by_name(RESOURCE_ATTRIBUTES)
-        .unwrap()
-        .to_data()
-        .validate_full()
-        .unwrap();
+    assert_rows_back(&back, &batch);
     assert_eq!(to_table(&batch).unwrap(), batch);
     // A projection with the column, and one without it.
     let r = logs_schema().index_of(RESOURCE_ATTRIBUTES).unwrap();
