@@ -22,8 +22,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, DictionaryArray, MapArray, MapBuilder, RecordBatch, StringArray,
-    StringBuilder, UInt32Array,
+    Array, ArrayRef, AsArray, MapArray, MapBuilder, RecordBatch, StringArray, StringBuilder,
+    UInt32Array,
 };
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, UInt32Type};
 
@@ -345,8 +345,9 @@ pub fn buffer_schema_of(schema: &SchemaRef) -> SchemaRef {
 
 /// Rows of a table (a map on every row) in the write buffer's layout: each distinct map once,
 /// and each row's index into them. Batches already in that layout, or without the column,
-/// pass unchanged.
-pub fn to_buffer(batch: &RecordBatch) -> Result<RecordBatch> {
+/// pass unchanged. (Conversion builds the layout directly; tests build it from tables.)
+#[cfg(test)]
+pub(crate) fn to_buffer(batch: &RecordBatch) -> Result<RecordBatch> {
     let Ok(index) = batch.schema().index_of(RESOURCE_ATTRIBUTES) else {
         return Ok(batch.clone());
     };
@@ -357,7 +358,8 @@ pub fn to_buffer(batch: &RecordBatch) -> Result<RecordBatch> {
     let numbering = Numbering::new(&[column])?;
     let first: UInt32Array = numbering.first.iter().map(|&(_, r)| r as u32).collect();
     let values = arrow::compute::take(column, &first, None)?;
-    let dictionary = DictionaryArray::<UInt32Type>::try_new(numbering.ids[0].clone(), values)?;
+    let dictionary =
+        arrow::array::DictionaryArray::<UInt32Type>::try_new(numbering.ids[0].clone(), values)?;
     replace_column(
         batch,
         buffer_schema_of(&batch.schema()),
@@ -385,17 +387,8 @@ pub fn to_table(batch: &RecordBatch) -> Result<RecordBatch> {
     // map extends its keys and values entry by entry (a filter on a resource attribute over
     // 1 M buffered TSBS points: 215 ms with `take`, 123 ms with this, docs/BENCHMARKS.md).
     let maps = match crate::gather::string_maps(&[resources as &dyn Array]) {
+        // A dictionary's keys index its values (checked when it is built).
         Some(maps) if keys.null_count() == 0 => {
-            if let Some(bad) = keys
-                .values()
-                .iter()
-                .find(|&&k| k as usize >= resources.len())
-            {
-                return Err(Error::Io(std::io::Error::other(format!(
-                    "resource {bad} of {} in the batch",
-                    resources.len()
-                ))));
-            }
             let rows: Vec<(usize, usize)> =
                 keys.values().iter().map(|&k| (0, k as usize)).collect();
             crate::gather::gather_string_maps(&maps, &rows)?
