@@ -15,11 +15,14 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{Array, MapArray, RecordBatch};
-use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use arrow::array::{Array, AsArray, BooleanArray, MapArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, UInt32Type};
+use datafusion::catalog::Session;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
-use datafusion::common::{DataFusionError, Result};
-use datafusion::logical_expr::ColumnarValue;
+use datafusion::common::{DFSchema, DataFusionError, Result};
+use datafusion::logical_expr::expr_rewriter::unnormalize_col;
+use datafusion::logical_expr::{ColumnarValue, Expr};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{Column, LikeExpr};
 use datafusion::physical_expr_adapter::{
@@ -250,5 +253,260 @@ impl PhysicalExpr for ResourceAttributes {
 
     fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(RESOURCE_ATTRIBUTES)
+    }
+}
+
+/// The filters of a scan that read nothing but `resource_attributes`, applied to the write
+/// buffer's batches before their maps are put back on every row.
+///
+/// A buffered batch holds `resource_attributes` as a dictionary: its request's distinct maps
+/// and each row's key (`strata_storage::resources::to_table`). A deterministic filter of
+/// that column alone gives every row of one map the same answer, so it is evaluated once
+/// per map and rows are kept by their key; only the kept rows' maps are then copied. The
+/// filters stay in the plan (pushed down as inexact), so DataFusion still applies them to
+/// the rows this keeps.
+#[derive(Debug, Default)]
+pub struct ResourceFilters {
+    /// One column: `resource_attributes`, as the table has it (nullable, for dictionaries
+    /// whose values hold a null).
+    schema: Option<SchemaRef>,
+    filters: Vec<Arc<dyn PhysicalExpr>>,
+}
+
+impl ResourceFilters {
+    /// The filters among `filters` (a scan's, over `table`) that read only
+    /// `resource_attributes` and can be evaluated on their own; none when `table` has no
+    /// such column.
+    pub fn new(state: &dyn Session, table: &SchemaRef, filters: &[Expr]) -> Self {
+        if table.index_of(RESOURCE_ATTRIBUTES).is_err() {
+            return Self::default();
+        }
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            RESOURCE_ATTRIBUTES,
+            attributes_type(),
+            true,
+        )]));
+        let Ok(df_schema) = DFSchema::try_from(schema.as_ref().clone()) else {
+            return Self::default();
+        };
+        let filters = filters
+            .iter()
+            .filter(|filter| {
+                let columns = filter.column_refs();
+                !filter.is_volatile()
+                    && !columns.is_empty()
+                    && columns.iter().all(|c| c.name == RESOURCE_ATTRIBUTES)
+            })
+            // Filters that do not plan on their own (placeholders, subqueries) are left to
+            // DataFusion.
+            .filter_map(|filter| {
+                state
+                    .create_physical_expr(unnormalize_col(filter.clone()), &df_schema)
+                    .ok()
+            })
+            .collect();
+        Self {
+            schema: Some(schema),
+            filters,
+        }
+    }
+
+    /// Whether there is any filter to apply.
+    pub fn is_empty(&self) -> bool {
+        self.filters.is_empty()
+    }
+
+    /// The rows of `batch` (buffered rows, any projection) whose resource every filter
+    /// accepts; `None` when no row is left. Batches without the dictionary column, and any
+    /// filter that fails on the maps, keep their rows: DataFusion applies the filters (and
+    /// reports their errors) on the rows themselves.
+    pub fn select(&self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
+        let Some(schema) = &self.schema else {
+            return Ok(Some(batch));
+        };
+        let dictionary = match batch.schema().index_of(RESOURCE_ATTRIBUTES) {
+            Ok(index) if !self.filters.is_empty() => {
+                match batch.column(index).as_dictionary_opt::<UInt32Type>() {
+                    Some(dictionary) => dictionary.clone(),
+                    None => return Ok(Some(batch)),
+                }
+            }
+            _ => return Ok(Some(batch)),
+        };
+        let maps = dictionary.values();
+        let Ok(maps) = RecordBatch::try_new(schema.clone(), vec![maps.clone()]) else {
+            return Ok(Some(batch));
+        };
+        let mut accepted = vec![true; maps.num_rows()];
+        for filter in &self.filters {
+            let Ok(answer) = filter
+                .evaluate(&maps)
+                .and_then(|answer| answer.into_array(maps.num_rows()))
+            else {
+                return Ok(Some(batch));
+            };
+            let Some(answer) = answer.as_boolean_opt() else {
+                return Ok(Some(batch));
+            };
+            // A null answer rejects the row, as it does in a WHERE clause.
+            for (accepted, i) in accepted.iter_mut().zip(0..) {
+                *accepted &= answer.is_valid(i) && answer.value(i);
+            }
+        }
+        if accepted.iter().all(|&a| a) {
+            return Ok(Some(batch));
+        }
+        if !accepted.iter().any(|&a| a) && dictionary.keys().null_count() == 0 {
+            return Ok(None);
+        }
+        // A row without a key (never written by conversion) is kept for DataFusion to judge.
+        let keep: BooleanArray = dictionary
+            .keys()
+            .iter()
+            .map(|key| Some(key.is_none_or(|k| accepted.get(k as usize).copied().unwrap_or(true))))
+            .collect();
+        let selected = filter_record_batch(&batch, &keep)?;
+        Ok((selected.num_rows() > 0).then_some(selected))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::Float64Array;
+    use datafusion::prelude::SessionContext;
+    use strata_storage::Signal;
+    use strata_storage::schema::schema_for;
+
+    use super::*;
+
+    /// One request's points as the write buffer holds them: three resources (hosts `a` and
+    /// `b`, and one without a host), two points each, values 0–5 in resource order.
+    fn buffered() -> RecordBatch {
+        let resource = |attributes: &str, first: usize| {
+            let points: Vec<String> = (first..first + 2)
+                .map(|v| format!(r#"{{"timeUnixNano":"{}","asDouble":{v}}}"#, 1_000 + v))
+                .collect();
+            format!(
+                r#"{{"resource":{{"attributes":[{attributes}]}},"scopeMetrics":[{{"metrics":[{{"name":"m","gauge":{{"dataPoints":[{}]}}}}]}}]}}"#,
+                points.join(",")
+            )
+        };
+        let host = |h: &str| format!(r#"{{"key":"host","value":{{"stringValue":"{h}"}}}}"#);
+        let json = format!(
+            r#"{{"resourceMetrics":[{},{},{}]}}"#,
+            resource(&host("a"), 0),
+            resource(&host("b"), 2),
+            resource("", 4)
+        );
+        let request = strata_proto::json::decode_metrics(json.as_bytes()).unwrap();
+        let batch = strata_ingest::convert::metrics_to_batch(&request)
+            .batch
+            .unwrap();
+        let column = batch.column_by_name(RESOURCE_ATTRIBUTES).unwrap();
+        assert_eq!(column.as_dictionary::<UInt32Type>().values().len(), 3);
+        batch
+    }
+
+    /// The filters of `sql` (a WHERE clause over `metrics`, split at its ANDs) that
+    /// [`ResourceFilters`] takes.
+    fn filters(sql: &str) -> ResourceFilters {
+        let ctx = SessionContext::new();
+        let table = schema_for(Signal::Metrics);
+        let schema = DFSchema::try_from_qualified_schema("metrics", &table).unwrap();
+        let filter = ctx.parse_sql_expr(sql, &schema).unwrap();
+        let filters = datafusion::logical_expr::utils::split_conjunction_owned(filter);
+        ResourceFilters::new(&ctx.state(), &table, &filters)
+    }
+
+    /// The values of the rows `sql` keeps, or `None` when it keeps no batch.
+    fn kept(sql: &str) -> Option<Vec<f64>> {
+        let batch = filters(sql).select(buffered()).unwrap()?;
+        let values = batch.column_by_name("value").unwrap();
+        let values: &Float64Array = values.as_primitive();
+        Some(values.values().to_vec())
+    }
+
+    #[test]
+    fn rows_are_kept_by_their_resources_answer() {
+        assert_eq!(
+            kept("resource_attributes['host'] = 'a'"),
+            Some(vec![0.0, 1.0])
+        );
+        assert_eq!(
+            kept("metrics.resource_attributes['host'] IN ('b', 'c')"),
+            Some(vec![2.0, 3.0])
+        );
+        assert_eq!(
+            kept("resource_attributes['host'] IS NULL"),
+            Some(vec![4.0, 5.0])
+        );
+        // A null answer (no host) rejects the row, as WHERE does.
+        assert_eq!(
+            kept("resource_attributes['host'] <> 'a'"),
+            Some(vec![2.0, 3.0])
+        );
+        assert_eq!(
+            kept(
+                "NOT (resource_attributes['host'] = 'b') AND resource_attributes['host'] LIKE '%'"
+            ),
+            Some(vec![0.0, 1.0])
+        );
+        // Two filters, each answered per resource.
+        assert_eq!(
+            kept("resource_attributes['host'] = 'a' AND resource_attributes['host'] = 'b'"),
+            None
+        );
+        assert_eq!(kept("resource_attributes['host'] = 'nowhere'"), None);
+    }
+
+    #[test]
+    fn batches_every_resource_passes_are_kept_whole() {
+        let all = filters("cardinality(resource_attributes) < 5");
+        assert!(!all.is_empty());
+        let batch = buffered();
+        let kept = all.select(batch.clone()).unwrap().unwrap();
+        assert_eq!(kept.num_rows(), 6);
+        assert_eq!(kept, batch);
+    }
+
+    #[test]
+    fn only_deterministic_filters_of_resources_alone_are_taken() {
+        for sql in [
+            "metric_name = 'm'",
+            "resource_attributes['host'] = 'a' OR value > 4",
+            "resource_attributes['host'] = 'a' AND random() < 2",
+            "resource_attributes['host'] = 'a' OR random() < 2",
+            "attributes['host'] = 'a'",
+        ] {
+            let filters = filters(sql);
+            let taken = filters.filters.len();
+            let expected = usize::from(sql.contains(" AND "));
+            assert_eq!(taken, expected, "{sql}");
+        }
+        // What is not taken keeps every row for DataFusion to judge.
+        assert_eq!(kept("metric_name = 'nothing'").map(|v| v.len()), Some(6));
+    }
+
+    #[test]
+    fn rows_in_the_table_layout_and_projections_without_the_column_pass() {
+        let filters = filters("resource_attributes['host'] = 'a'");
+        let batch = buffered();
+        let value = batch.schema().index_of("value").unwrap();
+        let projected = batch.project(&[value]).unwrap();
+        assert_eq!(
+            filters.select(projected.clone()).unwrap().unwrap(),
+            projected
+        );
+        let table = strata_storage::resources::to_table(&batch).unwrap();
+        assert_eq!(filters.select(table.clone()).unwrap().unwrap(), table);
+    }
+
+    #[test]
+    fn a_filter_that_fails_on_the_maps_keeps_the_rows() {
+        // Casting a host to a number fails; DataFusion reports it on the rows themselves.
+        let filters = filters("CAST(resource_attributes['host'] AS INT) = 1");
+        assert!(!filters.is_empty());
+        let kept = filters.select(buffered()).unwrap().unwrap();
+        assert_eq!(kept.num_rows(), 6);
     }
 }

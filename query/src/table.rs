@@ -28,7 +28,7 @@ use strata_storage::catalog::FileMeta;
 use strata_storage::resources::to_table;
 use strata_storage::{Signal, Storage, TenantId, TimeRange};
 
-use crate::resources::{FileLayoutAdapterFactory, scan_schema};
+use crate::resources::{FileLayoutAdapterFactory, ResourceFilters, scan_schema};
 use crate::series_index::{Selected, SeriesIndex};
 use crate::stats::ScanCounter;
 
@@ -182,24 +182,29 @@ impl TableProvider for SignalTable {
             let columns = projection
                 .cloned()
                 .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
-            let batches = snapshot
-                .batches
-                .iter()
-                .map(|batch| {
-                    let table = to_table(&batch.project(&columns)?)
-                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                    Ok(RecordBatch::try_new_with_options(
-                        schema.clone(),
-                        table.columns().to_vec(),
-                        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
-                    )?)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let chunk = batches.len().div_ceil(partitions);
-            let memory_partitions: Vec<Vec<_>> = batches.chunks(chunk).map(<[_]>::to_vec).collect();
-            let source =
-                MemorySourceConfig::try_new(&memory_partitions, schema, None)?.with_limit(limit);
-            inputs.push(DataSourceExec::from_data_source(source));
+            // Filters of resource attributes alone are answered once per distinct map, and
+            // only the rows they keep get their maps back.
+            let resource_filters = ResourceFilters::new(state, &self.schema, filters);
+            let mut batches = Vec::with_capacity(snapshot.batches.len());
+            for batch in &snapshot.batches {
+                let Some(batch) = resource_filters.select(batch.project(&columns)?)? else {
+                    continue;
+                };
+                let table = to_table(&batch).map_err(|e| DataFusionError::External(Box::new(e)))?;
+                batches.push(RecordBatch::try_new_with_options(
+                    schema.clone(),
+                    table.columns().to_vec(),
+                    &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+                )?);
+            }
+            if !batches.is_empty() {
+                let chunk = batches.len().div_ceil(partitions);
+                let memory_partitions: Vec<Vec<_>> =
+                    batches.chunks(chunk).map(<[_]>::to_vec).collect();
+                let source = MemorySourceConfig::try_new(&memory_partitions, schema, None)?
+                    .with_limit(limit);
+                inputs.push(DataSourceExec::from_data_source(source));
+            }
         }
 
         Ok(match inputs.len() {
