@@ -6,9 +6,11 @@
 //! scan's expressions to the file's schema through [`FileLayoutAdapterFactory`]: every
 //! reference to `resource_attributes` — in the projection and in pushed-down filters —
 //! becomes [`ResourceAttributes`] over the `resource` column, which takes each row's map
-//! from the file's resources; in a logs file that stores lines by field, every reference to
-//! `body` becomes [`crate::lines::Lines`]. Files that carry the columns, and the write
-//! buffer, are read as they are.
+//! from the file's resources, and an expression of that column alone becomes
+//! [`PerResource`], answered once per resource; in a logs file that stores lines by field,
+//! every reference to `body` becomes [`crate::lines::Lines`]. Files that carry the columns
+//! are read as they are. The write buffer's batches hold each request's resources once too:
+//! [`ResourceFilters`] answers filters of them per resource before their rows are read.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -24,10 +26,12 @@ use datafusion::common::{DFSchema, DataFusionError, Result};
 use datafusion::logical_expr::expr_rewriter::unnormalize_col;
 use datafusion::logical_expr::{ColumnarValue, Expr};
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr::expressions::{Column, LikeExpr};
+use datafusion::physical_expr::expressions::{Column, DynamicFilterPhysicalExpr, LikeExpr};
+use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_expr_adapter::{
     DefaultPhysicalExprAdapterFactory, PhysicalExprAdapter, PhysicalExprAdapterFactory,
 };
+use datafusion::physical_expr_common::physical_expr::is_volatile;
 use parking_lot::Mutex;
 use strata_storage::resources::{
     RESOURCE_ATTRIBUTES, RESOURCE_COLUMN, RESOURCES_ID_KEY, RESOURCES_KEY, missing_resources,
@@ -102,6 +106,12 @@ impl PhysicalExprAdapter for FileLayoutAdapter {
                         crate::lines::LinesContaining::of(like, &self.logical_file_schema)?
                 {
                     return Ok(done(search));
+                }
+                if let Some(resources) = &self.resources
+                    && let Some(per_resource) =
+                        PerResource::of(&e, resources, &self.logical_file_schema)?
+                {
+                    return Ok(done(per_resource));
                 }
                 let Some(column) = e.downcast_ref::<Column>() else {
                     return Ok(Transformed::no(e));
@@ -229,8 +239,8 @@ impl PhysicalExpr for ResourceAttributes {
     fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
         let ids = self.id.evaluate(batch)?.into_array(batch.num_rows())?;
         let resources = self.resources.get()?;
-        let maps =
-            take(&resources, ids.as_ref()).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let maps = take(resources.as_ref(), ids.as_ref())
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(ColumnarValue::Array(maps))
     }
 
@@ -253,6 +263,172 @@ impl PhysicalExpr for ResourceAttributes {
 
     fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(RESOURCE_ATTRIBUTES)
+    }
+}
+
+/// An expression of `resource_attributes` alone (`resource_attributes['host']`, a filter of
+/// it) in a file that stores its resources once: evaluated on the file's resources once, each
+/// row then taking its resource's answer, instead of every row's map being built and the
+/// expression evaluated on each.
+///
+/// Only deterministic expressions are answered so (the answer for a map is then the same on
+/// every row that carries it), and none that holds a dynamic filter (whose expression changes
+/// while the scan runs). Should the expression fail on some resource — which the rows of a
+/// batch may not carry, or a filter evaluated before it may have removed — the batch's rows are
+/// answered one by one, as they would be without this.
+#[derive(Debug)]
+pub struct PerResource {
+    /// The expression, as the scan has it.
+    expr: Arc<dyn PhysicalExpr>,
+    /// The expression over a batch of one column: `resource_attributes`.
+    over_maps: Arc<dyn PhysicalExpr>,
+    field: FieldRef,
+    id: Arc<dyn PhysicalExpr>,
+    resources: Arc<FileResources>,
+    /// The expression's answer for each of the file's resources, once evaluated.
+    answers: std::sync::OnceLock<arrow::array::ArrayRef>,
+}
+
+/// The schema [`PerResource`] evaluates its expression over.
+static MAPS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![Field::new(
+        RESOURCE_ATTRIBUTES,
+        attributes_type(),
+        true,
+    )]))
+});
+
+impl PerResource {
+    /// `expr` answered per resource, when it reads `resource_attributes` and nothing else,
+    /// is more than the column itself, and may be; `None` otherwise.
+    fn of(
+        expr: &Arc<dyn PhysicalExpr>,
+        resources: &Arc<FileResources>,
+        logical_file_schema: &SchemaRef,
+    ) -> Result<Option<Arc<dyn PhysicalExpr>>> {
+        if expr.downcast_ref::<Column>().is_some() || is_volatile(expr) {
+            return Ok(None);
+        }
+        let columns = collect_columns(expr);
+        if columns.is_empty() || columns.iter().any(|c| c.name() != RESOURCE_ATTRIBUTES) {
+            return Ok(None);
+        }
+        let mut dynamic = false;
+        expr.apply(|e| {
+            dynamic |= e.downcast_ref::<DynamicFilterPhysicalExpr>().is_some();
+            Ok(if dynamic {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        })?;
+        if dynamic {
+            return Ok(None);
+        }
+        let over_maps = expr
+            .clone()
+            .transform(|e| match e.downcast_ref::<Column>() {
+                Some(_) => Ok(Transformed::yes(
+                    Arc::new(Column::new(RESOURCE_ATTRIBUTES, 0)) as Arc<dyn PhysicalExpr>,
+                )),
+                None => Ok(Transformed::no(e)),
+            })
+            .data()?;
+        let id = Column::new_with_schema(RESOURCE_COLUMN, logical_file_schema)?;
+        Ok(Some(Arc::new(Self {
+            field: expr.return_field(logical_file_schema)?,
+            expr: expr.clone(),
+            over_maps,
+            id: Arc::new(id),
+            resources: resources.clone(),
+            answers: Default::default(),
+        })))
+    }
+
+    /// The expression evaluated over `maps`, one answer per map.
+    fn evaluate_over(&self, maps: arrow::array::ArrayRef) -> Result<arrow::array::ArrayRef> {
+        let rows = maps.len();
+        let batch = RecordBatch::try_new(MAPS_SCHEMA.clone(), vec![maps])?;
+        self.over_maps.evaluate(&batch)?.into_array(rows)
+    }
+
+    /// The answer for each of the file's resources.
+    fn answers(&self) -> Result<arrow::array::ArrayRef> {
+        if let Some(answers) = self.answers.get() {
+            return Ok(answers.clone());
+        }
+        let resources: arrow::array::ArrayRef = self.resources.get()?;
+        let answers = self.evaluate_over(resources)?;
+        Ok(self.answers.get_or_init(|| answers).clone())
+    }
+}
+
+impl PartialEq for PerResource {
+    fn eq(&self, other: &Self) -> bool {
+        self.expr.eq(&other.expr)
+            && self.id.eq(&other.id)
+            && Arc::ptr_eq(&self.resources, &other.resources)
+    }
+}
+
+impl Eq for PerResource {}
+
+impl Hash for PerResource {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.expr.hash(state);
+        self.id.hash(state);
+        Arc::as_ptr(&self.resources).hash(state);
+    }
+}
+
+impl fmt::Display for PerResource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "per_resource({}, {})", self.expr, self.id)
+    }
+}
+
+impl PhysicalExpr for PerResource {
+    fn return_field(&self, _input_schema: &Schema) -> Result<FieldRef> {
+        Ok(self.field.clone())
+    }
+
+    fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
+        let ids = self.id.evaluate(batch)?.into_array(batch.num_rows())?;
+        let external = |e| DataFusionError::External(Box::new(e));
+        let answers = match self.answers() {
+            Ok(answers) => take(answers.as_ref(), ids.as_ref()).map_err(external)?,
+            Err(_) => {
+                let resources = self.resources.get()?;
+                let maps = take(resources.as_ref(), ids.as_ref()).map_err(external)?;
+                self.evaluate_over(maps)?
+            }
+        };
+        Ok(ColumnarValue::Array(answers))
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
+        vec![&self.id]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn PhysicalExpr>>,
+    ) -> Result<Arc<dyn PhysicalExpr>> {
+        let [id] = <[_; 1]>::try_from(children).map_err(|_| {
+            DataFusionError::Internal("an expression answered per resource has one child".into())
+        })?;
+        Ok(Arc::new(Self {
+            expr: self.expr.clone(),
+            over_maps: self.over_maps.clone(),
+            field: self.field.clone(),
+            id,
+            resources: self.resources.clone(),
+            answers: Default::default(),
+        }))
+    }
+
+    fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.expr.fmt_sql(f)
     }
 }
 
@@ -372,7 +548,7 @@ impl ResourceFilters {
 
 #[cfg(test)]
 mod tests {
-    use arrow::array::Float64Array;
+    use arrow::array::{ArrayRef, Float64Array, UInt32Array};
     use datafusion::prelude::SessionContext;
     use strata_storage::Signal;
     use strata_storage::schema::schema_for;
@@ -424,6 +600,81 @@ mod tests {
         let values = batch.column_by_name("value").unwrap();
         let values: &Float64Array = values.as_primitive();
         Some(values.values().to_vec())
+    }
+
+    /// A file's resources: host `1`, then host `x`.
+    fn file_resources() -> Arc<FileResources> {
+        let metadata = HashMap::from([(
+            RESOURCES_KEY.to_string(),
+            r#"[[["host","1"]],[["host","x"]]]"#.to_string(),
+        )]);
+        let schema = Schema::new_with_metadata(
+            vec![Field::new(RESOURCE_COLUMN, DataType::UInt32, false)],
+            metadata,
+        );
+        Arc::new(FileResources::of(&Arc::new(schema)))
+    }
+
+    /// `sql` (over a metrics file) answered per resource, reading a batch of one column, the
+    /// rows' `resource`; `None` when it is not answered so.
+    fn per_resource(sql: &str) -> Option<Arc<dyn PhysicalExpr>> {
+        let ctx = SessionContext::new();
+        let logical = scan_schema(&schema_for(Signal::Metrics));
+        let df_schema = DFSchema::try_from(logical.as_ref().clone()).unwrap();
+        let expr = ctx.parse_sql_expr(sql, &df_schema).unwrap();
+        let expr = ctx.create_physical_expr(expr, &df_schema).unwrap();
+        let expr = PerResource::of(&expr, &file_resources(), &logical).unwrap()?;
+        Some(
+            expr.with_new_children(vec![Arc::new(Column::new(RESOURCE_COLUMN, 0))])
+                .unwrap(),
+        )
+    }
+
+    fn evaluate(expr: &Arc<dyn PhysicalExpr>, ids: Vec<u32>) -> Result<ArrayRef> {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            RESOURCE_COLUMN,
+            DataType::UInt32,
+            false,
+        )]));
+        let rows = ids.len();
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(UInt32Array::from(ids))]).unwrap();
+        expr.evaluate(&batch)?.into_array(rows)
+    }
+
+    #[test]
+    fn expressions_of_resources_alone_are_answered_per_resource() {
+        let upper = per_resource("upper(resource_attributes['host'])").unwrap();
+        let answers = evaluate(&upper, vec![1, 0, 1]).unwrap();
+        let answers: Vec<_> = answers.as_string::<i32>().iter().flatten().collect();
+        assert_eq!(answers, ["X", "1", "X"]);
+        let filter = per_resource("resource_attributes['host'] = 'x'").unwrap();
+        let answers = evaluate(&filter, vec![0, 1, 1]).unwrap();
+        let answers: Vec<_> = answers.as_boolean().iter().flatten().collect();
+        assert_eq!(answers, [false, true, true]);
+        // An index past the file's resources is an error, not a panic.
+        assert!(evaluate(&upper, vec![0, 2]).is_err());
+    }
+
+    #[test]
+    fn an_expression_that_fails_on_a_resource_fails_only_on_its_rows() {
+        // Host `x` is no number: rows of host `1` alone are answered row by row.
+        let cast = per_resource("CAST(resource_attributes['host'] AS BIGINT) + 1").unwrap();
+        let answers = evaluate(&cast, vec![0, 0]).unwrap();
+        let answers: &arrow::array::Int64Array = answers.as_primitive();
+        assert_eq!(answers.values().as_ref(), [2, 2]);
+        assert!(evaluate(&cast, vec![0, 1]).is_err());
+    }
+
+    #[test]
+    fn other_expressions_are_left_to_the_rows() {
+        for sql in [
+            "resource_attributes",
+            "resource_attributes['host'] = metric_name",
+            "random() < 0.5 OR resource_attributes['host'] = 'x'",
+            "metric_name = 'm'",
+        ] {
+            assert!(per_resource(sql).is_none(), "{sql}");
+        }
     }
 
     #[test]

@@ -382,19 +382,7 @@ pub fn to_table(batch: &RecordBatch) -> Result<RecordBatch> {
             "{RESOURCE_ATTRIBUTES} is not a dictionary of maps"
         )))
     })?;
-    let keys = dictionary.keys();
-    // Each row's entries copied as two runs of bytes (`gather`), where Arrow's `take` of a
-    // map extends its keys and values entry by entry (a filter on a resource attribute over
-    // 1 M buffered TSBS points: 215 ms with `take`, 123 ms with this, docs/BENCHMARKS.md).
-    let maps = match crate::gather::string_maps(&[resources as &dyn Array]) {
-        // A dictionary's keys index its values (checked when it is built).
-        Some(maps) if keys.null_count() == 0 => {
-            let rows: Vec<(usize, usize)> =
-                keys.values().iter().map(|&k| (0, k as usize)).collect();
-            crate::gather::gather_string_maps(&maps, &rows)?
-        }
-        _ => take(resources, keys)?,
-    };
+    let maps = take(resources, dictionary.keys())?;
     let schema = replace_field(&batch.schema(), RESOURCE_ATTRIBUTES, || {
         Field::new(RESOURCE_ATTRIBUTES, crate::schema::attributes_type(), false)
     });
@@ -526,23 +514,34 @@ pub fn parse(json: &str) -> Result<MapArray> {
     Ok(MapArray::try_new(field, offsets, entries, None, ordered)?)
 }
 
-/// Each row's resource attributes: the file's `resources` taken by the row's index.
-pub fn take(resources: &MapArray, ids: &dyn Array) -> Result<ArrayRef> {
+/// Each row's resource attributes: the file's `resources` taken by the row's index. Takes
+/// anything with one value per resource as well (an expression answered per resource).
+pub fn take(resources: &dyn Array, ids: &dyn Array) -> Result<ArrayRef> {
     let ids = ids
         .as_any()
         .downcast_ref::<UInt32Array>()
         .ok_or_else(|| Error::Io(std::io::Error::other("resource is not UInt32")))?;
-    if let Some(bad) = ids
-        .values()
-        .iter()
-        .find(|&&id| id as usize >= resources.len())
-    {
+    let past = |id: &u32| *id as usize >= resources.len();
+    let bad = match ids.null_count() {
+        0 => ids.values().iter().copied().find(past),
+        _ => ids.iter().flatten().find(past),
+    };
+    if let Some(bad) = bad {
         return Err(Error::Io(std::io::Error::other(format!(
             "resource {bad} of {} in the file",
             resources.len()
         ))));
     }
-    Ok(arrow::compute::take(resources, ids, None)?)
+    // String maps are copied as two runs of bytes per row (`gather`), where Arrow's `take`
+    // of a map extends its keys and values entry by entry (a filter on a resource attribute
+    // over 1 M buffered TSBS points: 215 ms with `take`, 123 ms with this, docs/BENCHMARKS.md).
+    match crate::gather::string_maps(&[resources]) {
+        Some(maps) if ids.null_count() == 0 => {
+            let rows: Vec<(usize, usize)> = ids.values().iter().map(|&k| (0, k as usize)).collect();
+            Ok(crate::gather::gather_string_maps(&maps, &rows)?)
+        }
+        _ => Ok(arrow::compute::take(resources, ids, None)?),
+    }
 }
 
 /// A batch read from a file in the resource layout, with `resource_attributes` put back in
