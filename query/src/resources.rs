@@ -285,8 +285,9 @@ pub struct PerResource {
     field: FieldRef,
     id: Arc<dyn PhysicalExpr>,
     resources: Arc<FileResources>,
-    /// The expression's answer for each of the file's resources, once evaluated.
-    answers: std::sync::OnceLock<arrow::array::ArrayRef>,
+    /// The expression's answer for each of the file's resources, once evaluated (`None`:
+    /// it failed on some resource, and rows are answered one by one).
+    answers: std::sync::OnceLock<Option<arrow::array::ArrayRef>>,
 }
 
 /// The schema [`PerResource`] evaluates its expression over.
@@ -352,14 +353,15 @@ impl PerResource {
         self.over_maps.evaluate(&batch)?.into_array(rows)
     }
 
-    /// The answer for each of the file's resources.
-    fn answers(&self) -> Result<arrow::array::ArrayRef> {
-        if let Some(answers) = self.answers.get() {
-            return Ok(answers.clone());
-        }
-        let resources: arrow::array::ArrayRef = self.resources.get()?;
-        let answers = self.evaluate_over(resources)?;
-        Ok(self.answers.get_or_init(|| answers).clone())
+    /// The answer for each of the file's resources; `None` when the expression fails on
+    /// some resource.
+    fn answers(&self) -> Option<arrow::array::ArrayRef> {
+        self.answers
+            .get_or_init(|| {
+                let resources: arrow::array::ArrayRef = self.resources.get().ok()?;
+                self.evaluate_over(resources).ok()
+            })
+            .clone()
     }
 }
 
@@ -396,8 +398,8 @@ impl PhysicalExpr for PerResource {
         let ids = self.id.evaluate(batch)?.into_array(batch.num_rows())?;
         let external = |e| DataFusionError::External(Box::new(e));
         let answers = match self.answers() {
-            Ok(answers) => take(answers.as_ref(), ids.as_ref()).map_err(external)?,
-            Err(_) => {
+            Some(answers) => take(answers.as_ref(), ids.as_ref()).map_err(external)?,
+            None => {
                 let resources = self.resources.get()?;
                 let maps = take(resources.as_ref(), ids.as_ref()).map_err(external)?;
                 self.evaluate_over(maps)?
