@@ -304,6 +304,28 @@ fn a_flush_keeps_each_hours_resources_once() {
 }
 
 #[test]
+fn rows_take_their_resources_or_any_value_per_resource() {
+    let resources = parse(r#"[[["k","a"]],[["k","b"],["l","c"]]]"#).unwrap();
+    let maps = take(&resources, &UInt32Array::from(vec![1, 0, 1])).unwrap();
+    let maps = maps.as_map();
+    assert_eq!(maps.value_offsets(), [0, 2, 3, 5]);
+    let values: Vec<_> = maps.values().as_string::<i32>().iter().flatten().collect();
+    assert_eq!(values, ["b", "c", "a", "b", "c"]);
+    // A row without a resource is null, whatever its slot holds.
+    let ids = UInt32Array::new(
+        vec![0, 99].into(),
+        Some(arrow::buffer::NullBuffer::from(vec![true, false])),
+    );
+    let maps = take(&resources, &ids).unwrap();
+    assert_eq!((maps.len(), maps.null_count()), (2, 1));
+    // Anything with one value per resource.
+    let answers = arrow::array::StringArray::from(vec!["x", "y"]);
+    let taken = take(&answers, &UInt32Array::from(vec![1, 1, 0])).unwrap();
+    let taken: Vec<_> = taken.as_string::<i32>().iter().flatten().collect();
+    assert_eq!(taken, ["y", "y", "x"]);
+}
+
+#[test]
 fn hostile_files_are_errors() {
     let resources = parse(r#"[[["k","v"]]]"#).unwrap();
     assert!(take(&resources, &UInt32Array::from(vec![0, 1])).is_err());
