@@ -17,7 +17,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{Array, AsArray, BooleanArray, MapArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, MapArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, UInt32Type};
 use datafusion::catalog::Session;
@@ -173,6 +173,11 @@ impl FileResources {
         }
     }
 
+    /// Each row's map, by its `resource` (`ids`).
+    fn take(&self, ids: &ArrayRef) -> Result<ArrayRef> {
+        take(self.get()?.as_ref(), ids.as_ref()).map_err(|e| DataFusionError::External(Box::new(e)))
+    }
+
     fn get(&self) -> Result<Arc<MapArray>> {
         if let Some(id) = &self.id
             && let Some(parsed) = PARSED.lock().by_id.get(id)
@@ -196,6 +201,13 @@ impl FileResources {
         }
         Ok(parsed)
     }
+}
+
+/// The one child of an expression over `resource` (`what` it is, for the error).
+fn only_child(children: Vec<Arc<dyn PhysicalExpr>>, what: &str) -> Result<Arc<dyn PhysicalExpr>> {
+    let [id] = <[_; 1]>::try_from(children)
+        .map_err(|_| DataFusionError::Internal(format!("{what} has one child")))?;
+    Ok(id)
 }
 
 /// `resource_attributes` of a file in the resource layout: its resources taken by each
@@ -238,10 +250,7 @@ impl PhysicalExpr for ResourceAttributes {
 
     fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
         let ids = self.id.evaluate(batch)?.into_array(batch.num_rows())?;
-        let resources = self.resources.get()?;
-        let maps = take(resources.as_ref(), ids.as_ref())
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        Ok(ColumnarValue::Array(maps))
+        Ok(ColumnarValue::Array(self.resources.take(&ids)?))
     }
 
     fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
@@ -252,11 +261,8 @@ impl PhysicalExpr for ResourceAttributes {
         self: Arc<Self>,
         children: Vec<Arc<dyn PhysicalExpr>>,
     ) -> Result<Arc<dyn PhysicalExpr>> {
-        let [id] = <[_; 1]>::try_from(children).map_err(|_| {
-            DataFusionError::Internal(format!("{RESOURCE_ATTRIBUTES} has one child"))
-        })?;
         Ok(Arc::new(Self {
-            id,
+            id: only_child(children, RESOURCE_ATTRIBUTES)?,
             resources: self.resources.clone(),
         }))
     }
@@ -287,7 +293,7 @@ pub struct PerResource {
     resources: Arc<FileResources>,
     /// The expression's answer for each of the file's resources, once evaluated (`None`:
     /// it failed on some resource, and rows are answered one by one).
-    answers: std::sync::OnceLock<Option<arrow::array::ArrayRef>>,
+    answers: std::sync::OnceLock<Option<ArrayRef>>,
 }
 
 /// The schema [`PerResource`] evaluates its expression over.
@@ -347,7 +353,7 @@ impl PerResource {
     }
 
     /// The expression evaluated over `maps`, one answer per map.
-    fn evaluate_over(&self, maps: arrow::array::ArrayRef) -> Result<arrow::array::ArrayRef> {
+    fn evaluate_over(&self, maps: ArrayRef) -> Result<ArrayRef> {
         let rows = maps.len();
         let batch = RecordBatch::try_new(MAPS_SCHEMA.clone(), vec![maps])?;
         self.over_maps.evaluate(&batch)?.into_array(rows)
@@ -355,10 +361,10 @@ impl PerResource {
 
     /// The answer for each of the file's resources; `None` when the expression fails on
     /// some resource.
-    fn answers(&self) -> Option<arrow::array::ArrayRef> {
+    fn answers(&self) -> Option<ArrayRef> {
         self.answers
             .get_or_init(|| {
-                let resources: arrow::array::ArrayRef = self.resources.get().ok()?;
+                let resources: ArrayRef = self.resources.get().ok()?;
                 self.evaluate_over(resources).ok()
             })
             .clone()
@@ -396,14 +402,10 @@ impl PhysicalExpr for PerResource {
 
     fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
         let ids = self.id.evaluate(batch)?.into_array(batch.num_rows())?;
-        let external = |e| DataFusionError::External(Box::new(e));
         let answers = match self.answers() {
-            Some(answers) => take(answers.as_ref(), ids.as_ref()).map_err(external)?,
-            None => {
-                let resources = self.resources.get()?;
-                let maps = take(resources.as_ref(), ids.as_ref()).map_err(external)?;
-                self.evaluate_over(maps)?
-            }
+            Some(answers) => take(answers.as_ref(), ids.as_ref())
+                .map_err(|e| DataFusionError::External(Box::new(e)))?,
+            None => self.evaluate_over(self.resources.take(&ids)?)?,
         };
         Ok(ColumnarValue::Array(answers))
     }
@@ -416,14 +418,11 @@ impl PhysicalExpr for PerResource {
         self: Arc<Self>,
         children: Vec<Arc<dyn PhysicalExpr>>,
     ) -> Result<Arc<dyn PhysicalExpr>> {
-        let [id] = <[_; 1]>::try_from(children).map_err(|_| {
-            DataFusionError::Internal("an expression answered per resource has one child".into())
-        })?;
         Ok(Arc::new(Self {
             expr: self.expr.clone(),
             over_maps: self.over_maps.clone(),
             field: self.field.clone(),
-            id,
+            id: only_child(children, "an expression answered per resource")?,
             resources: self.resources.clone(),
             answers: Default::default(),
         }))
@@ -550,7 +549,7 @@ impl ResourceFilters {
 
 #[cfg(test)]
 mod tests {
-    use arrow::array::{ArrayRef, Float64Array, UInt32Array};
+    use arrow::array::{Float64Array, UInt32Array};
     use datafusion::prelude::SessionContext;
     use strata_storage::Signal;
     use strata_storage::schema::schema_for;
