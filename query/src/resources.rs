@@ -296,7 +296,9 @@ pub struct PerResource {
     answers: std::sync::OnceLock<Option<ArrayRef>>,
 }
 
-/// The schema [`PerResource`] evaluates its expression over.
+/// The schema expressions of resource attribute maps alone are evaluated over
+/// ([`PerResource`], [`ResourceFilters`]): `resource_attributes`, nullable, for maps that
+/// hold a null.
 static MAPS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![Field::new(
         RESOURCE_ATTRIBUTES,
@@ -304,6 +306,13 @@ static MAPS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         true,
     )]))
 });
+
+/// `expr` (over [`MAPS_SCHEMA`]) evaluated on `maps`, one answer per map.
+fn evaluate_over_maps(expr: &Arc<dyn PhysicalExpr>, maps: ArrayRef) -> Result<ArrayRef> {
+    let rows = maps.len();
+    let batch = RecordBatch::try_new(MAPS_SCHEMA.clone(), vec![maps])?;
+    expr.evaluate(&batch)?.into_array(rows)
+}
 
 impl PerResource {
     /// `expr` answered per resource, when it reads `resource_attributes` and nothing else,
@@ -352,20 +361,13 @@ impl PerResource {
         })))
     }
 
-    /// The expression evaluated over `maps`, one answer per map.
-    fn evaluate_over(&self, maps: ArrayRef) -> Result<ArrayRef> {
-        let rows = maps.len();
-        let batch = RecordBatch::try_new(MAPS_SCHEMA.clone(), vec![maps])?;
-        self.over_maps.evaluate(&batch)?.into_array(rows)
-    }
-
     /// The answer for each of the file's resources; `None` when the expression fails on
     /// some resource.
     fn answers(&self) -> Option<ArrayRef> {
         self.answers
             .get_or_init(|| {
                 let resources: ArrayRef = self.resources.get().ok()?;
-                self.evaluate_over(resources).ok()
+                evaluate_over_maps(&self.over_maps, resources).ok()
             })
             .clone()
     }
@@ -405,7 +407,7 @@ impl PhysicalExpr for PerResource {
         let answers = match self.answers() {
             Some(answers) => take(answers.as_ref(), ids.as_ref())
                 .map_err(|e| DataFusionError::External(Box::new(e)))?,
-            None => self.evaluate_over(self.resources.take(&ids)?)?,
+            None => evaluate_over_maps(&self.over_maps, self.resources.take(&ids)?)?,
         };
         Ok(ColumnarValue::Array(answers))
     }
@@ -444,9 +446,7 @@ impl PhysicalExpr for PerResource {
 /// the rows this keeps.
 #[derive(Debug, Default)]
 pub struct ResourceFilters {
-    /// One column: `resource_attributes`, as the table has it (nullable, for dictionaries
-    /// whose values hold a null).
-    schema: Option<SchemaRef>,
+    /// Each over [`MAPS_SCHEMA`].
     filters: Vec<Arc<dyn PhysicalExpr>>,
 }
 
@@ -458,12 +458,7 @@ impl ResourceFilters {
         if table.index_of(RESOURCE_ATTRIBUTES).is_err() {
             return Self::default();
         }
-        let schema = Arc::new(Schema::new(vec![Field::new(
-            RESOURCE_ATTRIBUTES,
-            attributes_type(),
-            true,
-        )]));
-        let Ok(df_schema) = DFSchema::try_from(schema.as_ref().clone()) else {
+        let Ok(df_schema) = DFSchema::try_from(MAPS_SCHEMA.as_ref().clone()) else {
             return Self::default();
         };
         let filters = filters
@@ -482,10 +477,7 @@ impl ResourceFilters {
                     .ok()
             })
             .collect();
-        Self {
-            schema: Some(schema),
-            filters,
-        }
+        Self { filters }
     }
 
     /// Whether there is any filter to apply.
@@ -498,12 +490,9 @@ impl ResourceFilters {
     /// filter that fails on the maps, keep their rows: DataFusion applies the filters (and
     /// reports their errors) on the rows themselves.
     pub fn select(&self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
-        let Some(schema) = &self.schema else {
-            return Ok(Some(batch));
-        };
-        let dictionary = match batch.schema().index_of(RESOURCE_ATTRIBUTES) {
-            Ok(index) if !self.filters.is_empty() => {
-                match batch.column(index).as_dictionary_opt::<UInt32Type>() {
+        let dictionary = match batch.column_by_name(RESOURCE_ATTRIBUTES) {
+            Some(column) if !self.filters.is_empty() => {
+                match column.as_dictionary_opt::<UInt32Type>() {
                     Some(dictionary) => dictionary.clone(),
                     None => return Ok(Some(batch)),
                 }
@@ -511,15 +500,9 @@ impl ResourceFilters {
             _ => return Ok(Some(batch)),
         };
         let maps = dictionary.values();
-        let Ok(maps) = RecordBatch::try_new(schema.clone(), vec![maps.clone()]) else {
-            return Ok(Some(batch));
-        };
-        let mut accepted = vec![true; maps.num_rows()];
+        let mut accepted = vec![true; maps.len()];
         for filter in &self.filters {
-            let Ok(answer) = filter
-                .evaluate(&maps)
-                .and_then(|answer| answer.into_array(maps.num_rows()))
-            else {
+            let Ok(answer) = evaluate_over_maps(filter, maps.clone()) else {
                 return Ok(Some(batch));
             };
             let Some(answer) = answer.as_boolean_opt() else {
